@@ -1,0 +1,293 @@
+"""Export a trained tinygrad model to the browser: WGSL kernels in an ES module, weights in safetensors, metadata in JSON.
+
+  export_model(model, "mnist_mlp", "webapp", metadata={...})  ->  webapp/mnist_mlp/{mnist_mlp.js, .safetensors, .json}
+
+How: the model's weights are moved to tinygrad's WEBGPU device (Dawn), its batch-1 forward is captured with TinyJit,
+and every captured kernel CALL is rendered to WGSL by tinygrad's own codegen. Each kernel buffer is then either the
+input, the output, a weight (matched by identity against the state dict, so bound by name) or scratch memory. The
+generated module creates every GPU object once in `load`; `run` only writes the input, encodes, submits and reads back.
+"""
+import contextlib, ctypes, hashlib, json, os, shutil, tempfile, time
+from pathlib import Path
+import numpy as np
+
+class ExportError(Exception):
+  """Why an export cannot be made, in one line."""
+
+MEAN, STD, INPUT_SHAPE, N_CLASSES = 0.1307, 0.3081, (1, 1, 28, 28), 10   # the model's input/output contract
+
+def _point_tinygrad_at_dawn():
+  """tinygrad finds Dawn through WEBGPU_PATH; default it to the library that the dawn-python wheel ships."""
+  if os.environ.get("WEBGPU_PATH"): return
+  try: import pydawn
+  except ImportError: raise ExportError("exporting needs dawn-python (pip install dawn-python==0.3.0)") from None
+  os.environ["WEBGPU_PATH"] = str(Path(pydawn.__file__).parent / "lib" / "libwebgpu_dawn_x86_64.so")
+  os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.gettempdir())   # Mesa's Vulkan loader complains without one
+
+NO_ADAPTER_HELP = "install a Vulkan driver (Debian: apt-get install libvulkan1 mesa-vulkan-drivers) and dawn-python==0.3.0"
+
+def check_webgpu():
+  """Refuse an adapter that does not compute: without a Vulkan driver Dawn hands out one that silently returns garbage."""
+  _point_tinygrad_at_dawn()
+  from tinygrad import Tensor
+  a, b = np.arange(24, dtype=np.float32).reshape(4, 6) / 8, np.linspace(-1, 1, 18, dtype=np.float32).reshape(6, 3)
+  try: got = (Tensor(a, device="WEBGPU") @ Tensor(b, device="WEBGPU")).relu().numpy()
+  except Exception as e: raise ExportError(f"WebGPU is not available ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); {NO_ADAPTER_HELP}") from None
+  if not np.allclose(got, np.maximum(a @ b, 0), atol=1e-5):
+    raise ExportError(f"the WebGPU adapter computes wrong results (a 4x6 @ 6x3 matmul came back wrong); {NO_ADAPTER_HELP}")
+
+# ---------------------------------------------------------------- capture
+
+def _capture(model, state:dict) -> tuple[list[dict], list[dict], dict[str, str]]:
+  """Kernels (unique WGSL programs), dispatches and buffers of the model's batch-1 forward on WEBGPU."""
+  from tinygrad import Tensor, TinyJit, Device
+  from tinygrad.uop.ops import Ops
+  from tinygrad.codegen import to_program
+  from tinygrad.engine.realize import get_call_arg_uops
+
+  @TinyJit
+  def forward(x:Tensor) -> Tensor: return model(x).realize()
+  for _ in range(3): out = forward(Tensor.randn(*INPUT_SHAPE, device="WEBGPU").realize())   # the JIT captures on the second call
+  if forward.captured is None: raise ExportError("TinyJit captured nothing (is JIT=0 set?)")
+  output_buf = out.uop.base.realized
+  weight_of = {(id(t.uop.base.realized), t.uop.base.realized.offset): name for name, t in state.items()}
+
+  kernels, dispatches, buffers, index_of = [], [], [], {}
+  kernel_index: dict[str, int] = {}
+  def buffer_index(u) -> int:
+    if u.op is Ops.PARAM: key, info = ("input",), {"name": "input", "kind": "input", "bytes": int(np.prod(u.shape)) * u.dtype.itemsize}
+    else:
+      b = u.buffer
+      key = (id(b.base), b.offset)
+      if key not in index_of:
+        weight = weight_of.get((id(b), b.offset)) or weight_of.get(key)
+        kind = "output" if b is output_buf or b.base is output_buf else "weight" if weight else "scratch"
+        info = {"name": weight or kind if kind != "scratch" else f"scratch{sum(x['kind'] == 'scratch' for x in buffers)}",
+                "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name}
+        if b.offset: raise ExportError(f"buffer views are not supported ({info['name']} at offset {b.offset})")
+    if key not in index_of:
+      index_of[key] = len(buffers)
+      buffers.append(info)
+    return index_of[key]
+
+  for call in forward.captured.linear.toposort(gate=lambda x: x.op not in {Ops.SINK, Ops.PROGRAM}):
+    if call.op is not Ops.CALL: continue
+    if call.src[0].op not in {Ops.SINK, Ops.PROGRAM}: raise ExportError(f"the captured forward has a {call.src[0].op} step, not a kernel")
+    prg = to_program(call.src[0], Device["WEBGPU"].renderer)
+    info, source = prg.arg, next(s.arg for s in prg.src if s.op is Ops.SOURCE)
+    if info.vars: raise ExportError("symbolic shapes are not supported")
+    if "enable f16" in source: raise ExportError("a kernel needs shader-f16; export a float32 model")
+    if info.function_name not in kernel_index:
+      kernel_index[info.function_name] = len(kernels)
+      kernels.append({"name": info.function_name, "wgsl": source, "local_size": list(info.local_size or (1, 1, 1))})
+    dispatches.append({"kernel": kernel_index[info.function_name], "buffers": [buffer_index(u) for u in get_call_arg_uops(call)],
+                       "workgroups": [int(g) for g in info.global_size]})
+  return kernels, dispatches, buffers
+
+# ---------------------------------------------------------------- writing
+
+def _rename_exchange(a:Path, b:Path) -> bool:
+  """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the system cannot."""
+  try:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.renameat2(-100, os.fsencode(a), -100, os.fsencode(b), 2) == 0
+  except (AttributeError, OSError): return False
+
+def _install(staged:Path, final:Path):
+  """Put the staged folder where the page loads it; a reader sees the old model or the new one, never a mix."""
+  if final.exists() and _rename_exchange(staged, final): shutil.rmtree(staged); return
+  if final.exists():
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.rename(final, old)
+    os.rename(staged, final)
+    shutil.rmtree(old)
+  else: os.rename(staged, final)
+
+def _fsync_write(path:Path, data:bytes):
+  with open(path, "wb") as f:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+
+def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dict|None=None) -> Path:
+  """Write `out_dir/name/` with `name.js` (WebGPU ES module), `name.safetensors` (weights) and `name.json` (metadata).
+
+  `model(x)` maps a normalised (1, 1, 28, 28) float32 batch to 10 logits. `metadata` should hold at least
+  `test_accuracy`; the input contract, parameter count, weights hash and tinygrad version are added here.
+  Writing is atomic: on any failure the previous export is left untouched."""
+  if not name.isidentifier(): raise ExportError(f"model name {name!r} must be an identifier (it names files and a JS module)")
+  check_webgpu()
+  from tinygrad import Tensor, dtypes
+  from tinygrad.nn.state import get_state_dict, safe_save
+
+  # export what the kernels read: float tensors; integer bookkeeping (batch-norm's step counter) never enters the forward
+  state = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
+  probe = Tensor(np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32))
+  expected = model(probe.to(next(iter(state.values())).device)).numpy()
+  originals = {k: v.uop for k, v in state.items()}
+  try:
+    for v in state.values(): v.replace(v.to("WEBGPU").contiguous().realize())
+    kernels, dispatches, buffers = _capture(model, state)
+    got = model(probe.to("WEBGPU")).numpy()
+    weights = {k: v.to("CPU").realize() for k, v in state.items()}
+  finally:
+    for k, v in state.items(): v.uop = originals[k]
+  if not np.allclose(got, expected, atol=1e-3): raise ExportError(f"the WEBGPU forward differs from the model's ({np.abs(got - expected).max():.2g})")
+  bound = {b["name"] for b in buffers if b["kind"] == "weight"}
+  if unbound := sorted(set(state) - bound): raise ExportError(f"weights not read by the exported forward: {', '.join(unbound)}")
+
+  out_dir, final = Path(out_dir), Path(out_dir) / name
+  try:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(f".{name}.*.tmp"): shutil.rmtree(stale, ignore_errors=True)   # left by a killed export
+    staged = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
+  except OSError as e: raise ExportError(f"output folder {out_dir} is not writable ({e.strerror})") from None
+  try:
+    safe_save(weights, str(staged / f"{name}.safetensors"), metadata={"model": name, "format": "tinygrad-webgpu"})
+    weights_bytes = (staged / f"{name}.safetensors").read_bytes()
+    sha = hashlib.sha256(weights_bytes).hexdigest()
+    params = sum(int(np.prod(w.shape)) for w in weights.values())
+    meta = {"name": name, **(metadata or {}), "params": (metadata or {}).get("params", params), "weights_sha256": sha,
+            "weights_bytes": len(weights_bytes), "tinygrad_version": _version(),
+            "input_shape": list(INPUT_SHAPE), "mean": MEAN, "std": STD,
+            "input": {"layout": "NCHW float32", "foreground": "white", "background": "black", "digit_box_px": 20,
+                      "centred_by": "centre of mass", "normalisation": "(pixel / 255 - mean) / std"},
+            "output": {"length": N_CLASSES, "meaning": "raw logits for digits 0-9"},
+            "kernels": len(kernels), "dispatches": len(dispatches), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _fsync_write(staged / f"{name}.js", render_module(name, kernels, dispatches, buffers, sha).encode())
+    _fsync_write(staged / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
+    for f in staged.iterdir(): f.chmod(0o644)
+    staged.chmod(0o755)   # mkdtemp makes it private; a web server must read it
+    _install(staged, final)
+  except OSError as e: raise ExportError(f"could not write {final} ({e.strerror or e})") from None
+  finally: shutil.rmtree(staged, ignore_errors=True)
+  return final
+
+def _version() -> str:
+  from importlib.metadata import version
+  return version("tinygrad")
+
+# ---------------------------------------------------------------- the generated module
+
+def render_module(name:str, kernels:list[dict], dispatches:list[dict], buffers:list[dict], weights_sha256:str) -> str:
+  plan = {"name": name, "weightsSha256": weights_sha256, "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES,
+          "kernels": [{"name": k["name"]} for k in kernels], "buffers": buffers, "dispatches": dispatches}
+  wgsl = ",\n".join(f"  /* {k['name']} */ `{k['wgsl']}`" for k in kernels)
+  return (f"// {name}: generated by export_utils.py from a tinygrad {_version()} model. Do not edit; re-export instead.\n"
+          f"const PLAN = {json.dumps(plan, separators=(',', ':'))};\n\nconst WGSL = [\n{wgsl}\n];\n" + RUNTIME_JS)
+
+RUNTIME_JS = r"""
+const INPUT = PLAN.buffers.findIndex((b) => b.kind === "input");
+const OUTPUT = PLAN.buffers.findIndex((b) => b.kind === "output");
+const INPUT_LENGTH = PLAN.buffers[INPUT].bytes / 4;
+
+function fail(message) { return new Error(`${PLAN.name}: ${message}`); }
+
+async function sha256Hex(bytes) {
+  if (!globalThis.crypto?.subtle) return null;   // only in insecure contexts, where WebGPU is missing anyway
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// safetensors: 8-byte little-endian header length, JSON header {name: {dtype, shape, data_offsets}}, then the data
+function readSafetensors(bytes) {
+  if (bytes.byteLength < 8) throw fail("weights file is truncated");
+  const headerLength = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+  if (headerLength > bytes.byteLength - 8) throw fail("weights file is truncated or not safetensors");
+  let header;
+  try { header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength))); }
+  catch { throw fail("weights file header is not valid safetensors JSON"); }
+  const data = bytes.subarray(8 + headerLength);
+  return (name, byteLength) => {
+    const entry = header[name];
+    if (!entry) throw fail(`weights file has no tensor "${name}"`);
+    const [begin, end] = entry.data_offsets;
+    if (entry.dtype !== "F32" || end - begin !== byteLength || end > data.byteLength) throw fail(`tensor "${name}" in the weights file is corrupt`);
+    return data.subarray(begin, end);
+  };
+}
+
+/** Load the weights and build every GPU object once. Resolves to run(input: Float32Array(784)) -> Promise<Float32Array(10)>. */
+async function load(device, weightsUrl, { verify = true } = {}) {
+  const response = await fetch(weightsUrl);
+  if (!response.ok) throw fail(`could not fetch ${weightsUrl} (HTTP ${response.status})`);
+  const bytes = new Uint8Array(await response.arrayBuffer());
+  if (verify) {
+    const hash = await sha256Hex(bytes);
+    if (hash !== null && hash !== PLAN.weightsSha256) throw fail(`${weightsUrl} is not the weights this model was exported with (sha256 mismatch)`);
+  }
+  const tensor = readSafetensors(bytes);
+
+  device.pushErrorScope("validation");
+  const { STORAGE, COPY_SRC, COPY_DST, UNIFORM, MAP_READ } = GPUBufferUsage;
+  const usageOf = { input: STORAGE | COPY_DST, output: STORAGE | COPY_SRC, weight: STORAGE, scratch: STORAGE };
+  const buffers = PLAN.buffers.map((b) => {
+    const size = Math.max(4, Math.ceil(b.bytes / 4) * 4);
+    const buffer = device.createBuffer({ label: `${PLAN.name}/${b.name}`, size, usage: usageOf[b.kind], mappedAtCreation: b.kind === "weight" });
+    if (b.kind === "weight") {
+      new Uint8Array(buffer.getMappedRange()).set(tensor(b.name, b.bytes));
+      buffer.unmap();
+    }
+    return buffer;
+  });
+  // tinygrad's WGSL reads INFINITY from a uniform at binding 0 (WGSL has no infinity literal)
+  const infinity = device.createBuffer({ size: 4, usage: UNIFORM, mappedAtCreation: true });
+  new Float32Array(infinity.getMappedRange())[0] = Infinity;
+  infinity.unmap();
+  const readback = device.createBuffer({ label: `${PLAN.name}/readback`, size: PLAN.buffers[OUTPUT].bytes, usage: MAP_READ | COPY_DST });
+
+  const storageCount = PLAN.kernels.map((_, k) => PLAN.dispatches.find((d) => d.kernel === k).buffers.length);
+  const layouts = storageCount.map((n) => device.createBindGroupLayout({
+    entries: [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
+      ...Array.from({ length: n }, (_, i) => ({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } }))],
+  }));
+  const pipelines = await Promise.all(PLAN.kernels.map((k, i) => device.createComputePipelineAsync({
+    label: `${PLAN.name}/${k.name}`,
+    layout: device.createPipelineLayout({ bindGroupLayouts: [layouts[i]] }),
+    compute: { module: device.createShaderModule({ code: WGSL[i] }), entryPoint: k.name },
+  })));
+  const steps = PLAN.dispatches.map((d) => ({
+    pipeline: pipelines[d.kernel],
+    workgroups: d.workgroups,
+    bindGroup: device.createBindGroup({
+      layout: layouts[d.kernel],
+      entries: [{ binding: 0, resource: { buffer: infinity } }, ...d.buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: buffers[b] } }))],
+    }),
+  }));
+  const error = await device.popErrorScope();
+  if (error) throw fail(`WebGPU rejected the model: ${error.message}`);
+
+  async function infer(input) {
+    device.queue.writeBuffer(buffers[INPUT], 0, input);
+    const encoder = device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    for (const step of steps) {
+      pass.setPipeline(step.pipeline);
+      pass.setBindGroup(0, step.bindGroup);
+      pass.dispatchWorkgroups(...step.workgroups);
+    }
+    pass.end();
+    encoder.copyBufferToBuffer(buffers[OUTPUT], 0, readback, 0, readback.size);
+    device.queue.submit([encoder.finish()]);
+    await readback.mapAsync(GPUMapMode.READ);
+    const logits = new Float32Array(readback.getMappedRange().slice(0, PLAN.outputLength * 4));
+    readback.unmap();
+    return logits;
+  }
+
+  // Runs share the input and readback buffers, so each waits for the one before it.
+  let previous = Promise.resolve();
+  return function run(input) {
+    if (!(input instanceof Float32Array) || input.length !== INPUT_LENGTH) {
+      return Promise.reject(new TypeError(`${PLAN.name}: run() takes a Float32Array(${INPUT_LENGTH})`));
+    }
+    const snapshot = input.slice();   // the caller may reuse its array while this run waits its turn
+    const result = previous.then(() => infer(snapshot));
+    previous = result.catch(() => {});
+    return result;
+  };
+}
+
+export default { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, load };
+"""

@@ -1,0 +1,36 @@
+"""A convolutional network for MNIST, trained with tinygrad and exported for WebGPU.
+
+  STEPS=100 JIT=1 python mnist_convnet.py         # quick run; exports webapp/mnist_convnet/
+  CHANNELS=48 STEPS=4000 python mnist_convnet.py
+
+Model knobs: CHANNELS (first block; the second has twice as many), ACT (relu|gelu|silu), DROPOUT (before the
+classifier), BN (batch norm after each block). Training knobs are listed in training.py.
+"""
+from tinygrad import Tensor, nn
+from training import knob, run_script
+
+ACTIVATIONS = {"relu": Tensor.relu, "gelu": Tensor.gelu, "silu": Tensor.silu}
+
+class ConvNet:
+  """Two blocks of two convolutions and a max-pool, then a linear classifier (after tinygrad's beautiful_mnist)."""
+  def __init__(self, channels:int=32, act:str="relu", dropout:float=0.0, bn:int=1):
+    c1, c2, a = channels, 2 * channels, ACTIVATIONS[act]
+    norm = lambda c: [nn.BatchNorm(c)] if bn else []
+    self.layers: list = [
+      nn.Conv2d(1, c1, 5), a, nn.Conv2d(c1, c1, 5), a, *norm(c1), Tensor.max_pool2d,      # 28 -> 24 -> 20 -> 10
+      nn.Conv2d(c1, c2, 3), a, nn.Conv2d(c2, c2, 3), a, *norm(c2), Tensor.max_pool2d,      # 10 -> 8 -> 6 -> 3
+      lambda x: x.flatten(1).dropout(dropout), nn.Linear(c2 * 3 * 3, 10)]
+
+  def __call__(self, x:Tensor) -> Tensor: return x.sequential(self.layers)
+
+def model_knobs() -> dict:
+  return {"channels": knob("CHANNELS", 32, lo=1, hi=256), "act": knob("ACT", "relu", choices=tuple(ACTIVATIONS)),
+          "dropout": knob("DROPOUT", 0.0, lo=0.0, hi=0.95), "bn": knob("BN", 1, choices=(0, 1))}
+
+def describe(m:dict) -> str:
+  c = m["channels"]
+  return f"CNN conv5x{c}-conv5x{c}-pool-conv3x{2*c}-conv3x{2*c}-pool-linear {m['act']}" + (" +BN" if m["bn"] else "") + \
+         (f" dropout {m['dropout']}" if m["dropout"] else "")
+
+if __name__ == "__main__":
+  run_script("mnist_convnet", ConvNet, model_knobs, {"STEPS": 1000, "LR": 2e-3, "OPT": "adam", "BS": 128}, describe)
