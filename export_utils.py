@@ -119,7 +119,8 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   if not name.isidentifier(): raise ExportError(f"model name {name!r} must be an identifier (it names files and a JS module)")
   check_webgpu()
   from tinygrad import Tensor, dtypes
-  from tinygrad.nn.state import get_state_dict, safe_save
+  from tinygrad.nn.state import get_state_dict
+  from safetensors.numpy import save_file
 
   # export what the kernels read: float tensors; integer bookkeeping (batch-norm's step counter) never enters the forward
   state = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
@@ -130,7 +131,7 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
     for v in state.values(): v.replace(v.to("WEBGPU").contiguous().realize())
     kernels, dispatches, buffers = _capture(model, state)
     got = model(probe.to("WEBGPU")).numpy()
-    weights = {k: v.to("CPU").realize() for k, v in state.items()}
+    weights = {k: v.numpy() for k, v in state.items()}
   finally:
     for k, v in state.items(): v.uop = originals[k]
   if not np.allclose(got, expected, atol=1e-3): raise ExportError(f"the WEBGPU forward differs from the model's ({np.abs(got - expected).max():.2g})")
@@ -144,7 +145,7 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
     staged = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
   except OSError as e: raise ExportError(f"output folder {out_dir} is not writable ({e.strerror})") from None
   try:
-    safe_save(weights, str(staged / f"{name}.safetensors"), metadata={"model": name, "format": "tinygrad-webgpu"})
+    save_file(weights, staged / f"{name}.safetensors", metadata={"model": name, "format": "tinygrad-webgpu"})
     weights_bytes = (staged / f"{name}.safetensors").read_bytes()
     sha = hashlib.sha256(weights_bytes).hexdigest()
     params = sum(int(np.prod(w.shape)) for w in weights.values())

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from tinygrad import Tensor, TinyJit, nn, Device, Context, dtypes
 from tinygrad.helpers import getenv, trange
-from tinygrad.nn.state import get_state_dict, get_parameters, safe_save, safe_load, load_state_dict
+from safetensors.numpy import save_file
+from tinygrad.nn.state import get_state_dict, get_parameters, safe_load, load_state_dict
 
 # MNIST training-set pixel statistics. The exporter writes them into each model's metadata; the page reads them there.
 MEAN, STD = 0.1307, 0.3081
@@ -163,7 +164,7 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
     return loss.realize(*opt.schedule_step(), step)
 
   log_every, eval_every = cfg.get("log_every", 10), cfg.get("eval_every", 0)
-  history = {"loss": [], "test_accuracy": [], "train_seconds": 0.0}
+  history = {"loss": [], "accuracy_curve": [], "train_seconds": 0.0}
   loss_value, test_acc = float("nan"), float("nan")
   start = time.perf_counter()
   for i in (t := trange(cfg["steps"])):
@@ -174,7 +175,7 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
       history["loss"].append([i + 1, loss_value])
     if eval_every and X_test is not None and (i % eval_every == eval_every - 1):
       test_acc = evaluate(model, X_test, Y_test)[0]
-      history["test_accuracy"].append([i + 1, test_acc])
+      history["accuracy_curve"].append([i + 1, test_acc])
     t.set_description(f"loss {loss_value:6.3f}" + (f" test {test_acc:5.2f}%" if eval_every else ""))
   Device[X_train.device].synchronize()
   history["train_seconds"] = time.perf_counter() - start
@@ -191,8 +192,8 @@ def evaluate(model, X:Tensor, Y:Tensor, batch_size:int=1000) -> tuple[float, np.
 
 def save_checkpoint(model, cfg:dict, training_info:dict, path:str):
   """Trained weights plus how they were trained, so that another machine can evaluate and export them (LOAD=)."""
-  safe_save({k: v.to("CPU") for k, v in get_state_dict(model).items()}, path,
-            metadata={"config": json.dumps(cfg), "training": json.dumps(training_info)})
+  # through numpy: a GPU machine may have no CPU compiler for tinygrad's own copy to CPU
+  save_file({k: v.numpy() for k, v in get_state_dict(model).items()}, path, metadata={"config": json.dumps(cfg), "training": json.dumps(training_info)})
 
 def load_weights(model, path:str):
   """Load weights saved by CHECKPOINT= or by the exporter. The exporter leaves out integer bookkeeping tensors
@@ -237,11 +238,13 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
     if load: load_weights(model, load)
     n_params = sum(p.numel() for p in get_parameters(model) if p.is_param)
     print(f"{name}: {describe(cfg['model'])}, {n_params:,} parameters, device {Device.DEFAULT}")
-    if load: history = {"loss": [], "test_accuracy": [], "train_seconds": training_info["seconds"], "final_loss": training_info["final_loss"]}
+    if load: history = {"loss": [], "accuracy_curve": [], "train_seconds": training_info["seconds"], "final_loss": training_info["final_loss"]}
     else:
       history = train(model, cfg, X_train, Y_train, X_test, Y_test)
       training_info = {"device": Device.DEFAULT, "seconds": round(history["train_seconds"], 2), "final_loss": history["final_loss"]}
-    accuracy, _ = evaluate(model, X_test, Y_test)
+    accuracy, preds = evaluate(model, X_test, Y_test)
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (Y_test.numpy(), preds), 1)
     print(f"test accuracy: {accuracy:.2f}% on all {X_test.shape[0]} test images")
     if checkpoint:
       save_checkpoint(model, cfg, training_info, checkpoint)
@@ -250,7 +253,8 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
       folder = export_model(model, name, out_dir, metadata={
         "test_accuracy": accuracy, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
       print(f"exported to {folder}/")
-    result = {"name": name, "test_accuracy": accuracy, "params": n_params, "device": Device.DEFAULT, "config": cfg, **history}
+    result = {"name": name, "test_accuracy": accuracy, "params": n_params, "device": Device.DEFAULT, "config": cfg,
+              "confusion": confusion.tolist(), **history}
     if metrics_path: Path(metrics_path).write_text(json.dumps(result))
     return result
   except (UserError, ExportError) as e:

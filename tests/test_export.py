@@ -1,0 +1,105 @@
+"""The exporter's output: bound weights, metadata contract, no f16, atomic writes, refusing a broken adapter."""
+import hashlib, json, os, shutil, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+from conftest import ROOT
+import export_utils
+from training import MEAN, STD
+
+def read_plan(js_path:Path) -> dict:
+  line = next(l for l in js_path.read_text().splitlines() if l.startswith("const PLAN = "))
+  return json.loads(line.removeprefix("const PLAN = ").removesuffix(";"))
+
+def build_model(folder:Path):
+  """The tinygrad model described by an export's metadata, with the export's weights."""
+  import mnist_mlp, mnist_convnet
+  from training import load_weights
+  meta = json.loads((folder / f"{folder.name}.json").read_text())
+  cls = {"mnist_mlp": mnist_mlp.MLP, "mnist_convnet": mnist_convnet.ConvNet}[folder.name]
+  return load_weights(cls(**meta["config"]["model"]), str(folder / f"{folder.name}.safetensors")), meta
+
+def _float_state(model):
+  from tinygrad import dtypes
+  from tinygrad.nn.state import get_state_dict
+  return {k for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
+def test_export_files_and_metadata(quick_exports, name):
+  folder, metrics = quick_exports[name]
+  assert sorted(p.name for p in folder.iterdir()) == sorted(f"{name}.{ext}" for ext in ("js", "json", "safetensors"))
+  meta = json.loads((folder / f"{name}.json").read_text())
+  weights = (folder / f"{name}.safetensors").read_bytes()
+  assert meta["test_accuracy"] == metrics["test_accuracy"] and meta["mean"] == MEAN and meta["std"] == STD
+  assert meta["input_shape"] == [1, 1, 28, 28] and meta["tinygrad_version"] == "0.14.0"
+  assert meta["weights_sha256"] == hashlib.sha256(weights).hexdigest()
+  trainable = {k: a for k, a in load_file(folder / f"{name}.safetensors").items() if ".running_" not in k}   # not BN statistics
+  assert meta["params"] == metrics["params"] == sum(a.size for a in trainable.values())
+  assert meta["config"]["model"] == metrics["config"]["model"] and meta["architecture"].startswith(("MLP", "CNN"))
+  js = (folder / f"{name}.js").read_text()
+  assert "enable f16" not in js and "shader-f16" not in js and meta["weights_sha256"] in js
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
+def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
+  folder, _ = quick_exports[name]
+  model, _ = build_model(folder)
+  plan = read_plan(folder / f"{name}.js")
+  weight_buffers = [b for b in plan["buffers"] if b["kind"] == "weight"]
+  state = _float_state(model)
+  assert len(weight_buffers) == len(state) and {b["name"] for b in weight_buffers} == state
+  tensors = load_file(folder / f"{name}.safetensors")
+  assert set(tensors) == state
+  for b in weight_buffers: assert b["bytes"] == tensors[b["name"]].nbytes and tensors[b["name"]].dtype == np.float32
+  used = {i for d in plan["dispatches"] for i in d["buffers"]}
+  assert used == set(range(len(plan["buffers"])))                   # every buffer is read or written by some kernel
+  assert [b["kind"] for b in plan["buffers"]].count("input") == 1 and [b["kind"] for b in plan["buffers"]].count("output") == 1
+
+def _fingerprint(folder:Path):
+  return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+def test_failed_export_leaves_the_previous_one(quick_exports, tmp_path, monkeypatch):
+  out = tmp_path / "webapp"
+  shutil.copytree(quick_exports["mnist_mlp"][0], out / "mnist_mlp")
+  before = _fingerprint(out / "mnist_mlp")
+  model, meta = build_model(out / "mnist_mlp")
+  def broken(*a, **k): raise OSError(28, "No space left on device")
+  monkeypatch.setattr(export_utils, "_fsync_write", broken)
+  with pytest.raises(export_utils.ExportError, match="could not write .*No space left on device"):
+    export_utils.export_model(model, "mnist_mlp", out, metadata={"test_accuracy": 1.0})
+  assert _fingerprint(out / "mnist_mlp") == before
+  assert sorted(p.name for p in out.iterdir()) == ["mnist_mlp"]       # no staging folder left behind
+
+def test_export_killed_midway_leaves_a_consistent_model(quick_exports, tmp_path):
+  """SIGKILL at any moment: the folder holds the old model or the new one, whole, never a mix."""
+  out = tmp_path / "webapp"
+  shutil.copytree(quick_exports["mnist_mlp"][0], out / "mnist_mlp")
+  before = _fingerprint(out / "mnist_mlp")
+  script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'tests')!r})\n"
+            "from test_export import build_model; import export_utils; from pathlib import Path\n"
+            f"model, meta = build_model(Path({str(out / 'mnist_mlp')!r}))\n"
+            f"print('ready', flush=True)\n"
+            f"export_utils.export_model(model, 'mnist_mlp', {str(out)!r}, metadata={{'test_accuracy': 12.5}})\n")
+  proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+  assert proc.stdout.readline().strip() == "ready"
+  deadline = time.time() + 120
+  while time.time() < deadline and not any(p.name.endswith(".tmp") for p in out.iterdir()) and proc.poll() is None: time.sleep(0.002)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  after = _fingerprint(out / "mnist_mlp")
+  meta = json.loads((out / "mnist_mlp" / "mnist_mlp.json").read_text())
+  assert sorted(after) == sorted(before)
+  assert after == before or meta["test_accuracy"] == 12.5
+  assert meta["weights_sha256"] == after["mnist_mlp.safetensors"]
+  assert meta["weights_sha256"] in (out / "mnist_mlp" / "mnist_mlp.js").read_text()
+
+def test_exporter_refuses_an_adapter_without_a_vulkan_driver(tmp_path):
+  env = {**os.environ, "VK_ICD_FILENAMES": str(tmp_path / "no-driver.json"), "VK_DRIVER_FILES": str(tmp_path / "no-driver.json")}
+  code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import export_utils\ntry: export_utils.check_webgpu()\n" \
+         "except export_utils.ExportError as e: print('REFUSED', e); sys.exit(3)"
+  proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 3, proc.stdout + proc.stderr[-1000:]
+  assert "mesa-vulkan-drivers" in proc.stdout
+
+def test_exporter_accepts_the_working_adapter():
+  export_utils.check_webgpu()
