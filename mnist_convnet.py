@@ -33,4 +33,4 @@ def describe(m:dict) -> str:
          (f" dropout {m['dropout']}" if m["dropout"] else "")
 
 if __name__ == "__main__":
-  run_script("mnist_convnet", ConvNet, model_knobs, {"STEPS": 1000, "LR": 2e-3, "OPT": "adam", "BS": 128}, describe)
+  run_script("mnist_convnet", ConvNet, model_knobs, {"STEPS": 500, "LR": 2e-3, "OPT": "adam", "BS": 128}, describe)

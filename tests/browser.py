@@ -30,10 +30,58 @@ def serve(folder:Path, mount:str="/"):
     server.shutdown()
     server.server_close()
 
+@functools.cache
+def _playwright():
+  # one driver per process: the sync API refuses to nest, and tests hold browsers with and without WebGPU at once
+  import atexit
+  from playwright.sync_api import sync_playwright
+  driver = sync_playwright().start()
+  atexit.register(driver.stop)
+  return driver
+
 @contextlib.contextmanager
 def chromium(webgpu:bool=True):
-  from playwright.sync_api import sync_playwright
-  with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=CHROMIUM, args=WEBGPU_ARGS if webgpu else NO_WEBGPU_ARGS)
-    try: yield browser
-    finally: browser.close()
+  browser = _playwright().chromium.launch(executable_path=CHROMIUM, args=WEBGPU_ARGS if webgpu else NO_WEBGPU_ARGS)
+  try: yield browser
+  finally: browser.close()
+
+def open_app(browser, url:str, viewport=(1440, 900), wait_ready:bool=True):
+  page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+  errors = []
+  page.on("pageerror", lambda e: errors.append(str(e)))
+  page.goto(url)
+  if wait_ready: page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+  page.errors = errors
+  return page
+
+def wait_settled(page):
+  """Until the prediction for the current drawing has landed (main.js keeps body[data-busy])."""
+  page.wait_for_function("document.body.dataset.busy === 'false'", timeout=30_000)
+
+def set_brush(page, ink_px:float):
+  page.get_by_test_id("brush").evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", str(round(ink_px)))
+
+def draw_digit(page, digit, height_frac:float, rng):
+  """Paint a 28x28 uint8 MNIST digit on the canvas with real mouse strokes, one per run of inked pixels in each row,
+  scaled so that the digit's ink spans `height_frac` of the canvas height, at a random place where it fits."""
+  import numpy as np
+  box = page.get_by_test_id("canvas").bounding_box()
+  ink = digit.reshape(28, 28) >= 128
+  rows, cols = np.nonzero(ink.any(1))[0], np.nonzero(ink.any(0))[0]
+  h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+  cell = height_frac * box["height"] / h
+  left = box["x"] + rng.uniform(0.02, 0.98 - w * cell / box["width"]) * box["width"] if w * cell < 0.96 * box["width"] else box["x"]
+  top = box["y"] + rng.uniform(0.02, 0.98 - height_frac) * box["height"]
+  set_brush(page, cell * 1.25 * 280 / box["width"])
+  for r in range(rows[0], rows[-1] + 1):
+    y = top + (r - rows[0] + 0.5) * cell
+    c = cols[0]
+    while c <= cols[-1]:
+      if not ink[r, c]: c += 1; continue
+      start = c
+      while c <= cols[-1] and ink[r, c]: c += 1
+      x0, x1 = left + (start - cols[0] + 0.5) * cell, left + (c - 1 - cols[0] + 0.5) * cell
+      page.mouse.move(x0, y)
+      page.mouse.down()
+      page.mouse.move(x1, y, steps=max(1, int((x1 - x0) // 12)))
+      page.mouse.up()

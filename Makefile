@@ -1,0 +1,29 @@
+# make serve   - serve the app with the committed models on http://127.0.0.1:8000
+# make test    - install what the tests need (Debian packages, pip, npm), then run every test
+# make css     - rebuild webapp/app.css with the Tailwind CLI
+
+PYTHON ?= python3
+APT_PACKAGES := clang libvulkan1 mesa-vulkan-drivers chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: serve test deps test-python test-js css bench
+
+serve:
+	$(PYTHON) -m http.server 8000 --bind 127.0.0.1 --directory webapp
+
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	[ -d node_modules ] || npm ci --silent --no-audit --no-fund
+
+test: deps
+	node --test tests/js/
+	$(PYTHON) -m pytest -q tests
+
+css:
+	npx tailwindcss -i webapp/src/app.css -o webapp/app.css --minify
+
+bench: deps
+	$(PYTHON) bench/bench_train.py
+	$(PYTHON) bench/bench_browser.py

@@ -1,0 +1,200 @@
+"""The drawing app, end to end in headless Chromium with WebGPU (SwiftShader): real mouse strokes in, predictions out."""
+import json, shutil
+from pathlib import Path
+import numpy as np
+import pytest
+from conftest import ROOT
+from browser import serve, chromium, open_app, wait_settled, draw_digit
+
+WEBAPP = ROOT / "webapp"
+SHOTS = ROOT / "runs" / "screenshots"
+N_DRAWN = 100
+
+@pytest.fixture(scope="module")
+def app():
+  with serve(WEBAPP) as url, chromium() as browser:
+    yield url, browser
+
+def _probs(page):
+  return [float(page.get_by_test_id(f"prob-{d}").get_attribute("data-value")) for d in range(10)]
+
+def _select(page, name):
+  page.get_by_test_id("model-select").select_option(name)
+  page.wait_for_function("document.body.dataset.ready === 'true'")
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
+def test_drawn_mnist_digits_are_read_correctly(app, mnist_test_set, name):
+  url, browser = app
+  page = open_app(browser, url)
+  _select(page, name)
+  x, y = mnist_test_set
+  rng = np.random.default_rng(7)
+  picks = rng.choice(len(x), N_DRAWN, replace=False)
+  wrong = []
+  for i in picks:
+    page.get_by_test_id("clear").click()
+    draw_digit(page, x[i], rng.uniform(0.4, 0.9), rng)
+    wait_settled(page)
+    shown = page.get_by_test_id("prediction").text_content()
+    probs = _probs(page)
+    assert shown == str(int(np.argmax(probs))) and abs(sum(probs) - 1) < 1e-4      # the text and the bars agree
+    if shown != str(y[i]): wrong.append((int(i), int(y[i]), shown))
+  accuracy = 100 * (1 - len(wrong) / N_DRAWN)
+  print(f"{name}: {accuracy:.0f}% of {N_DRAWN} drawn digits; wrong (index, label, shown): {wrong}")
+  assert accuracy >= 95, wrong
+  assert not page.errors
+
+def _ink_at(page, fx, fy):
+  """The drawing canvas's red channel at a fraction of its size."""
+  return page.get_by_test_id("canvas").evaluate(
+    "(c, [fx, fy]) => c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data[0]", [fx, fy])
+
+def _stroke(page, fx0, fy0, fx1, fy1):
+  box = page.get_by_test_id("canvas").bounding_box()
+  page.mouse.move(box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
+  page.mouse.down()
+  page.mouse.move(box["x"] + fx1 * box["width"], box["y"] + fy1 * box["height"], steps=8)
+  page.mouse.up()
+
+def test_pen_eraser_undo_clear_change_the_pixels(app):
+  url, browser = app
+  page = open_app(browser, url)
+  assert _ink_at(page, 0.5, 0.5) == 0
+  _stroke(page, 0.2, 0.5, 0.8, 0.5)
+  assert _ink_at(page, 0.5, 0.5) == 255 and _ink_at(page, 0.5, 0.2) == 0
+  page.get_by_test_id("eraser").click()
+  assert page.get_by_test_id("eraser").get_attribute("aria-pressed") == "true"
+  _stroke(page, 0.5, 0.3, 0.5, 0.7)
+  assert _ink_at(page, 0.5, 0.5) == 0 and _ink_at(page, 0.25, 0.5) == 255
+  page.get_by_test_id("undo").click()                                       # undo the eraser stroke
+  assert _ink_at(page, 0.5, 0.5) == 255
+  page.get_by_test_id("clear").click()
+  assert _ink_at(page, 0.5, 0.5) == 0 and _ink_at(page, 0.25, 0.5) == 0
+  page.get_by_test_id("undo").click()                                       # a clear can be undone too
+  assert _ink_at(page, 0.25, 0.5) == 255
+  page.get_by_test_id("pen").click()
+  page.keyboard.press("c")                                                  # keyboard shortcuts
+  assert _ink_at(page, 0.25, 0.5) == 0
+  page.keyboard.press("Control+z")
+  assert _ink_at(page, 0.25, 0.5) == 255
+  page.keyboard.press("e")
+  assert page.get_by_test_id("eraser").get_attribute("aria-pressed") == "true"
+
+def test_empty_canvas_shows_no_prediction(app):
+  url, browser = app
+  page = open_app(browser, url)
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == "" and _probs(page) == [0.0] * 10
+  _stroke(page, 0.5, 0.2, 0.5, 0.8)
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == "1"
+  assert "ms" in page.get_by_test_id("inference-ms").text_content()
+  page.get_by_test_id("clear").click()
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == "" and _probs(page) == [0.0] * 10
+  assert page.get_by_test_id("confidence").text_content() == "–"
+  _stroke(page, 0.5, 0.2, 0.5, 0.8)
+  page.get_by_test_id("eraser").click()
+  _stroke(page, 0.5, 0.1, 0.5, 0.9)                                         # everything erased: empty again
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == ""
+
+def test_model_switch_uses_each_models_metadata(app, mnist_test_set):
+  url, browser = app
+  page = open_app(browser, url)
+  x, y = mnist_test_set
+  draw_digit(page, x[0], 0.7, np.random.default_rng(0))
+  seen = {}
+  for name in ("mnist_mlp", "mnist_convnet", "mnist_mlp"):
+    _select(page, name)
+    wait_settled(page)
+    meta = json.loads((WEBAPP / name / f"{name}.json").read_text())
+    info = page.locator("#model-info").text_content()
+    assert f"{meta['test_accuracy']:.2f}%" in info and f"{meta['params']:,}" in info
+    seen[name] = (page.get_by_test_id("prediction").text_content(), _probs(page))
+  assert seen["mnist_mlp"][0] == seen["mnist_convnet"][0] == str(y[0])
+  assert seen["mnist_mlp"][1] != seen["mnist_convnet"][1]                   # really two different models
+
+@pytest.fixture
+def broken_site(tmp_path):
+  site = tmp_path / "site"
+  shutil.copytree(WEBAPP, site)
+  raw = bytearray((site / "mnist_convnet" / "mnist_convnet.safetensors").read_bytes())
+  raw[len(raw) // 2] ^= 0xFF                                                # one flipped byte in the CNN's weights
+  (site / "mnist_convnet" / "mnist_convnet.safetensors").write_bytes(raw)
+  return site
+
+def test_a_corrupt_model_is_reported_and_the_other_still_works(broken_site, mnist_test_set):
+  with serve(broken_site) as url, chromium() as browser:
+    page = open_app(browser, url)
+    assert page.get_by_test_id("model-select").input_value() == "mnist_mlp"   # moved off the broken default
+    page.get_by_test_id("model-select").select_option("mnist_convnet")
+    assert "Could not load" in page.locator("#model-info").text_content()
+    assert page.get_by_test_id("status").text_content().startswith("Error")
+    assert page.evaluate("document.body.dataset.ready") == "false"
+    _select(page, "mnist_mlp")
+    x, y = mnist_test_set
+    draw_digit(page, x[1], 0.7, np.random.default_rng(1))
+    wait_settled(page)
+    assert page.get_by_test_id("prediction").text_content() == str(y[1])
+
+def test_a_missing_model_is_reported_and_the_other_still_works(tmp_path):
+  site = tmp_path / "site"
+  shutil.copytree(WEBAPP, site)
+  (site / "mnist_mlp" / "mnist_mlp.js").unlink()
+  with serve(site) as url, chromium() as browser:
+    page = open_app(browser, url)
+    assert page.get_by_test_id("model-select").input_value() == "mnist_convnet"
+    _stroke(page, 0.5, 0.2, 0.5, 0.8)
+    wait_settled(page)
+    assert page.get_by_test_id("prediction").text_content() == "1"
+    page.get_by_test_id("model-select").select_option("mnist_mlp")
+    assert "Could not load" in page.locator("#model-info").text_content()
+    assert "(unavailable)" in page.locator("option[value=mnist_mlp]").text_content()
+
+def test_without_webgpu_the_page_explains_and_still_draws(app):
+  url, _ = app
+  with chromium(webgpu=False) as browser:
+    page = open_app(browser, url, wait_ready=False)
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Error')")
+    assert page.locator("#no-webgpu").is_visible()
+    assert "Chrome" in page.locator("#no-webgpu").text_content()
+    _stroke(page, 0.5, 0.2, 0.5, 0.8)
+    page.wait_for_timeout(200)
+    lit = page.get_by_test_id("preview").evaluate("c => c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((v, i) => i % 4 == 0 && v > 0).length")
+    assert lit > 10 and page.get_by_test_id("prediction").text_content() == ""
+
+def test_recovers_from_a_lost_gpu_device(app, mnist_test_set):
+  url, browser = app
+  page = open_app(browser, url)
+  page.evaluate("mnistApp.runtime.device.destroy()")
+  page.wait_for_function("document.body.dataset.ready === 'true' && document.getElementById('status').textContent.startsWith('Ready')", timeout=60_000)
+  x, y = mnist_test_set
+  draw_digit(page, x[2], 0.7, np.random.default_rng(2))
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[2])
+
+CONTROLS = ["canvas", "pen", "eraser", "brush", "undo", "clear", "model-select", "prediction", "confidence", "inference-ms", "preview",
+            "status", *(f"prob-{d}" for d in range(10))]
+
+@pytest.mark.parametrize("label, size", [("phone", (375, 667)), ("tablet", (768, 1024)), ("desktop", (1440, 900))])
+def test_layout_fits_every_screen(app, mnist_test_set, label, size):
+  url, browser = app
+  page = open_app(browser, url, viewport=size)
+  x, _ = mnist_test_set
+  draw_digit(page, x[3], 0.75, np.random.default_rng(3))
+  wait_settled(page)
+  assert page.evaluate("document.documentElement.scrollWidth") <= size[0]       # no horizontal scrolling
+  for testid in CONTROLS:
+    el = page.get_by_test_id(testid)
+    assert el.is_visible(), testid
+    b = el.bounding_box()
+    assert b["x"] >= 0 and b["x"] + b["width"] <= size[0] + 0.5, testid
+  SHOTS.mkdir(parents=True, exist_ok=True)
+  page.screenshot(path=str(SHOTS / f"{label}.png"), full_page=True)
+
+def test_touch_drawing_does_not_scroll_the_page(app):
+  url, browser = app
+  page = open_app(browser, url, viewport=(375, 667))
+  assert page.get_by_test_id("canvas").evaluate("c => getComputedStyle(c).touchAction") == "none"
+  assert "user-scalable" not in (page.locator("meta[name=viewport]").get_attribute("content") or "")   # zoom stays for the rest

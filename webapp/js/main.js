@@ -1,0 +1,193 @@
+// Wiring: drawing -> preprocessing -> model -> prediction, confidence, timing and chart. At most one prediction is in
+// flight and at most one runs per animation frame; the newest drawing always wins.
+import { DrawingPad, INK_SIZE } from "./drawing.js";
+import { preprocess } from "./preprocess.js";
+import { ProbabilityChart } from "./chart.js";
+import { ModelRuntime, NoWebGPUError } from "./models.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  status: $("status"), prediction: $("prediction"), confidence: $("confidence"), inference: $("inference-ms"),
+  modelSelect: $("model-select"), modelInfo: $("model-info"), hint: $("pad-hint"), announce: $("announce"),
+  pen: $("pen"), eraser: $("eraser"), brush: $("brush"), undo: $("undo"), clear: $("clear"), noWebGPU: $("no-webgpu"),
+};
+const pad = new DrawingPad($("pad"));
+const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
+const preview = $("preview").getContext("2d");
+const runtime = new ModelRuntime(onRuntimeChange);
+const timings = new Map();   // model name -> recent inference times (ms), for the warm median
+const FALLBACK_CONTRACT = { mean: 0.1307, std: 0.3081 };   // only for the preview before any metadata has loaded
+
+let dirty = true, busy = false, frameRequested = false, lastAnnounced = "";
+
+const selected = () => runtime.models.get(ui.modelSelect.value);
+
+function setStatus(text, tone = "info") {
+  ui.status.textContent = text;
+  ui.status.className = "rounded-full px-3 py-1 text-xs font-medium " + {
+    info: "bg-slate-200 text-slate-700 dark:bg-slate-800 dark:text-slate-300",
+    ok: "bg-emerald-100 text-emerald-800 dark:bg-emerald-900/50 dark:text-emerald-300",
+    error: "bg-red-100 text-red-800 dark:bg-red-900/50 dark:text-red-300",
+  }[tone];
+}
+
+function formatBytes(n) { return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`; }
+
+function describeModels() {
+  for (const option of ui.modelSelect.options) {
+    const m = runtime.models.get(option.value);
+    option.textContent = (option.value === "mnist_mlp" ? "MLP" : "CNN") + (m.error ? " (unavailable)" : "");
+  }
+  const m = selected();
+  if (m.error) ui.modelInfo.textContent = `Could not load this model: ${m.error}`;
+  else if (m.meta) {
+    ui.modelInfo.textContent = `${m.meta.test_accuracy.toFixed(2)}% on the 10 000 MNIST test digits · ` +
+      `${m.meta.params.toLocaleString("en-US")} parameters · ${formatBytes(m.meta.weights_bytes)}`;
+  }
+  ui.modelInfo.classList.toggle("text-red-700", Boolean(m.error));
+}
+
+function updateReadiness() {
+  const m = selected();
+  const ready = Boolean(m.run);
+  document.body.dataset.ready = String(ready);
+  if (m.error) setStatus(`Error: ${m.name} failed to load`, "error");
+  else if (ready) setStatus(`Ready · ${runtime.adapterName}`, "ok");
+  else setStatus("Loading models…");
+  describeModels();
+  if (ready) schedule();
+}
+
+function onRuntimeChange(event) {
+  if (event.kind === "loading") { document.body.dataset.ready = "false"; setStatus("Loading models…"); }
+  else if (event.kind === "lost") { document.body.dataset.ready = "false"; setStatus("GPU device lost, recovering…", "error"); }
+  else if (event.kind === "fatal") showFatal(event.error);
+  else {
+    // a model failed while the other loaded: switch to the working one rather than show nothing
+    const m = selected();
+    if (event.kind === "ready" && m.error) {
+      const working = [...runtime.models.values()].find((x) => x.run);
+      if (working) ui.modelSelect.value = working.name;
+    }
+    updateReadiness();
+  }
+}
+
+function showFatal(error) {
+  document.body.dataset.ready = "false";
+  if (error instanceof NoWebGPUError) {
+    ui.noWebGPU.hidden = false;
+    setStatus("Error: WebGPU unavailable", "error");
+  } else setStatus(`Error: ${error.message ?? error}`, "error");
+}
+
+function schedule() {
+  dirty = true;
+  document.body.dataset.busy = "true";
+  if (!frameRequested) { frameRequested = true; requestAnimationFrame(tick); }
+}
+
+async function tick() {
+  frameRequested = false;
+  if (busy || !dirty) return;
+  dirty = false;
+  busy = true;
+  try { await predict(); }
+  catch (e) { setStatus(`Error: ${e.message ?? e}`, "error"); }
+  finally {
+    busy = false;
+    if (dirty) { frameRequested = true; requestAnimationFrame(tick); }
+    else document.body.dataset.busy = "false";   // tests and tools can wait for the prediction to settle
+  }
+}
+
+function drawPreview(image) {
+  const pixels = preview.createImageData(28, 28);
+  for (let i = 0; i < 784; i++) {
+    const v = image ? Math.round(image[i] * 255) : 0;
+    pixels.data.set([v, v, v, 255], i * 4);
+  }
+  preview.putImageData(pixels, 0, 0);
+}
+
+function softmax(logits) {
+  const max = Math.max(...logits), exps = Array.from(logits, (v) => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b, 0);
+  return exps.map((v) => v / sum);
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function showEmpty() {
+  ui.prediction.textContent = "";
+  ui.confidence.textContent = "–";
+  ui.hint.classList.remove("invisible");
+  chart.update(null);
+  announce("");
+}
+
+function announce(text) {
+  if (text === lastAnnounced) return;
+  lastAnnounced = text;
+  ui.announce.textContent = text;
+}
+
+async function predict() {
+  const model = selected();
+  const processed = pad.isBlank ? null : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, model.meta ?? FALLBACK_CONTRACT);
+  drawPreview(processed?.image);
+  if (!processed) { showEmpty(); return; }
+  ui.hint.classList.add("invisible");
+  if (!model.run) return;
+  const start = performance.now();
+  const logits = await model.run(processed.input);
+  const ms = performance.now() - start;
+  const probabilities = softmax(logits);
+  const best = probabilities.indexOf(Math.max(...probabilities));
+  const recent = timings.get(model.name) ?? [];
+  recent.push(ms);
+  if (recent.length > 50) recent.shift();
+  timings.set(model.name, recent);
+  // a stroke may have ended, or the canvas been cleared, while this ran: show nothing stale
+  if (pad.isBlank) { showEmpty(); return; }
+  ui.prediction.textContent = String(best);
+  ui.confidence.textContent = `${(probabilities[best] * 100).toFixed(1)}%`;
+  ui.inference.textContent = `${ms.toFixed(1)} ms · median ${median(recent).toFixed(1)} ms`;
+  chart.update(probabilities);
+  announce(`Prediction: ${best}, ${(probabilities[best] * 100).toFixed(0)} percent`);
+}
+
+function setTool(tool) {
+  pad.tool = tool;
+  ui.pen.setAttribute("aria-pressed", String(tool === "pen"));
+  ui.eraser.setAttribute("aria-pressed", String(tool === "eraser"));
+}
+
+function setBrush(size) {
+  ui.brush.value = String(size);
+  pad.brush = Number(ui.brush.value);
+}
+
+pad.addEventListener("change", schedule);
+ui.pen.addEventListener("click", () => setTool("pen"));
+ui.eraser.addEventListener("click", () => setTool("eraser"));
+ui.brush.addEventListener("input", () => setBrush(ui.brush.value));
+ui.undo.addEventListener("click", () => pad.undo());
+ui.clear.addEventListener("click", () => pad.clear());
+ui.modelSelect.addEventListener("change", () => { ui.inference.textContent = "–"; updateReadiness(); schedule(); });
+document.addEventListener("keydown", (e) => {
+  if (e.target.closest?.("input, select, textarea") || e.altKey || e.metaKey) return;
+  const key = e.key.toLowerCase();
+  if (e.ctrlKey) { if (key === "z") { e.preventDefault(); pad.undo(); } return; }
+  const action = { p: () => setTool("pen"), e: () => setTool("eraser"), z: () => pad.undo(), c: () => pad.clear(), delete: () => pad.clear(),
+                   "[": () => setBrush(pad.brush - 2), "]": () => setBrush(pad.brush + 2) }[key];
+  if (action) { e.preventDefault(); action(); }
+});
+
+setBrush(ui.brush.value);
+showEmpty();
+drawPreview(null);
+runtime.start().catch(showFatal);
+window.mnistApp = { runtime, pad };   // a handle for debugging from the console (and for the tests)
