@@ -1,0 +1,113 @@
+"""In-browser speed of the app in headless Chromium (WebGPU on SwiftShader here; a real GPU elsewhere). Prints tables
+and writes bench/last_run.json.
+
+  python bench/bench_browser.py          # full run
+  python bench/bench_browser.py --quick  # a few samples of each (CI: proves the harness works)
+
+Measures, per model: warm run() p50/p95 (one forward pass with readback), preprocessing alone (canvas read +
+crop/scale/centre/normalise), pointer-up -> bars updated for a drawn digit; and the page: shell size (HTML+CSS+JS,
+no weights) and cold load -> ready.
+"""
+import argparse, json, platform, statistics, sys, time
+from pathlib import Path
+import numpy as np
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from browser import serve, chromium, open_app, wait_settled, draw_digit
+
+MODELS = ["mnist_mlp", "mnist_convnet"]
+
+def pct(values, q): return float(np.percentile(values, q)) if values else float("nan")
+
+RUN_LOOP = """async ([name, n]) => {
+  const model = mnistApp.runtime.models.get(name);
+  const x = new Float32Array(784).map((_, i) => ((i * 7919) % 255) / 255 - 0.4);
+  const times = [];
+  for (let i = 0; i < n; i++) { const t = performance.now(); await model.run(x); times.push(performance.now() - t); }
+  return times;
+}"""
+
+PREPROCESS_LOOP = """async (n) => {
+  const { preprocess } = await import("./js/preprocess.js");
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    preprocess(mnistApp.pad.pixels(), 280, 280, { mean: 0.1307, std: 0.3081 });
+    times.push(performance.now() - t);
+  }
+  return times;
+}"""
+
+# Arm a one-shot timer: from the stroke's pointerup to the moment the prediction for the final drawing has landed
+ARM_POINTER_UP = """() => new Promise((armed) => {
+  window.__latency = new Promise((resolve) => {
+    const canvas = document.querySelector('[data-testid=canvas]');
+    canvas.addEventListener('pointerup', () => {
+      const t0 = performance.now();
+      const check = () => document.body.dataset.busy === 'false' ? resolve(performance.now() - t0) : requestAnimationFrame(check);
+      requestAnimationFrame(check);
+    }, { once: true, capture: true });
+  });
+  armed();
+})"""
+
+def shell_bytes() -> dict:
+  files = [ROOT / "webapp" / "index.html", *sorted((ROOT / "webapp" / "css").glob("app.css")), *sorted((ROOT / "webapp" / "js").glob("*.js"))]
+  return {"files": len(files), "bytes": sum(f.stat().st_size for f in files)}
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--json", type=Path, default=ROOT / "bench" / "last_run.json")
+  args = ap.parse_args()
+  n_run, n_pre, n_draw = (20, 10, 2) if args.quick else (300, 100, 20)
+  from training import load_mnist_numpy
+  x_test = load_mnist_numpy()[2]
+  report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, headless Chromium", "quick": args.quick, "models": {},
+            "shell": shell_bytes()}
+  with serve(ROOT / "webapp") as url, chromium() as browser:
+    loads = []
+    for _ in range(1 if args.quick else 5):
+      t = time.perf_counter()
+      page = open_app(browser, url)
+      loads.append((time.perf_counter() - t) * 1000)
+      adapter = page.get_by_test_id("status").text_content()
+      page.close()
+    report["cold_load_to_ready_ms"] = {"p50": pct(loads, 50), "max": max(loads)}
+    report["adapter"] = adapter.split("·")[-1].strip()
+    page = open_app(browser, url)
+    rng = np.random.default_rng(0)
+    for name in MODELS:
+      page.get_by_test_id("model-select").select_option(name)
+      page.wait_for_function("document.body.dataset.ready === 'true'")
+      runs = page.evaluate(RUN_LOOP, [name, n_run])
+      page.get_by_test_id("clear").click()
+      draw_digit(page, x_test[0], 0.7, rng)
+      wait_settled(page)
+      pre = page.evaluate(PREPROCESS_LOOP, n_pre)
+      latency = []
+      box = page.get_by_test_id("canvas").bounding_box()
+      for i in range(n_draw):
+        page.get_by_test_id("clear").click()
+        draw_digit(page, x_test[i + 1], rng.uniform(0.5, 0.8), rng)
+        wait_settled(page)
+        page.evaluate(ARM_POINTER_UP)                  # then one more stroke across the digit, timed from its pointerup
+        page.mouse.move(box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.6 * box["width"], box["y"] + 0.5 * box["height"], steps=4)
+        page.mouse.up()
+        latency.append(page.evaluate("window.__latency"))
+      report["models"][name] = {k: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for k, v in
+                                (("run", runs), ("preprocess", pre), ("pointer_up_to_bars", latency))}
+  print(f"headless Chromium, WebGPU adapter: {report['adapter']}\n")
+  print("| model | run() p50 | run() p95 | preprocess p50 | preprocess p95 | pointer-up → bars p50 | p95 |\n|---|---|---|---|---|---|---|")
+  for name, m in report["models"].items():
+    print(f"| {name} | {m['run']['p50']:.2f} ms | {m['run']['p95']:.2f} ms | {m['preprocess']['p50']:.2f} ms | {m['preprocess']['p95']:.2f} ms | "
+          f"{m['pointer_up_to_bars']['p50']:.1f} ms | {m['pointer_up_to_bars']['p95']:.1f} ms |")
+  print(f"\npage shell (HTML+CSS+JS, no weights): {report['shell']['bytes'] / 1024:.1f} KB in {report['shell']['files']} files")
+  print(f"cold load -> ready: p50 {report['cold_load_to_ready_ms']['p50']:.0f} ms")
+  if not args.quick: args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+if __name__ == "__main__":
+  main()

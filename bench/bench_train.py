@@ -1,0 +1,33 @@
+"""Training step time per model on this machine (tinygrad's default device, or DEV=...). Prints a table.
+
+  python bench/bench_train.py            # defaults of both scripts, and the shipped architectures
+"""
+import sys, time
+from pathlib import Path
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tinygrad import Tensor, Device
+from training import load_mnist, train, training_knobs
+import mnist_mlp, mnist_convnet
+
+CASES = [  # name, model, model config, batch size
+  ("MLP 784-512-512-10", mnist_mlp.MLP, dict(width=512, depth=2, dropout=0.0), 128),
+  ("MLP default (2x1024, dropout)", mnist_mlp.MLP, dict(width=1024, depth=2, dropout=0.2), 128),
+  ("MLP shipped (3x1024, dropout)", mnist_mlp.MLP, dict(width=1024, depth=3, dropout=0.2), 128),
+  ("CNN default (32 channels)", mnist_convnet.ConvNet, dict(channels=32), 128),
+  ("CNN shipped (48 channels)", mnist_convnet.ConvNet, dict(channels=48), 128),
+]
+
+def bench(model, bs:int, augment:bool, steps:int) -> float:
+  cfg = {**training_knobs({}), "batch_size": bs, "steps": steps, "aux_lr": 1e-3, "log_every": steps}
+  if not augment: cfg.update(affine=0, thicken_p=0.0, thin_p=0.0)
+  X, Y, _, _ = load_mnist()
+  train(model, {**cfg, "steps": 3}, X, Y)            # JIT capture and kernel compilation
+  return train(model, cfg, X, Y)["train_seconds"] / steps * 1000
+
+if __name__ == "__main__":
+  steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+  print(f"device {Device.DEFAULT}, {steps} timed steps after 3 warm-up steps\n")
+  print(f"| model | BS | ms/step, no augmentation | ms/step, with augmentation |\n|---|---|---|---|")
+  for name, cls, cfg, bs in CASES:
+    plain, aug = bench(cls(**cfg), bs, False, steps), bench(cls(**cfg), bs, True, steps)
+    print(f"| {name} | {bs} | {plain:.1f} | {aug:.1f} |", flush=True)
