@@ -3,10 +3,13 @@
 # make css     - rebuild webapp/app.css with the Tailwind CLI
 
 PYTHON ?= python3
+# MNIST for tests and training: MNIST_DIR if set, else ../shared/mnist, else downloaded into .data/mnist
+MNIST_DIR ?= $(or $(wildcard $(abspath ../shared/mnist)),$(abspath .data/mnist))
+export MNIST_DIR
 APT_PACKAGES := clang libvulkan1 mesa-vulkan-drivers chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test deps test-python test-js css bench
+.PHONY: serve test deps mnist css bench
 
 serve:
 	$(PYTHON) -m http.server 8000 --bind 127.0.0.1 --directory webapp
@@ -17,13 +20,16 @@ deps:
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	[ -d node_modules ] || npm ci --silent --no-audit --no-fund
 
-test: deps
+mnist:
+	@[ -f "$(MNIST_DIR)/t10k-labels-idx1-ubyte.gz" ] || $(PYTHON) -c "import training; training.download_mnist('$(MNIST_DIR)')"
+
+test: deps mnist
 	node --test tests/js/
 	$(PYTHON) -m pytest -q tests
 
 css:
 	npx tailwindcss -i webapp/src/app.css -o webapp/app.css --minify
 
-bench: deps
+bench: deps mnist
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_browser.py

@@ -258,6 +258,22 @@ def analysis(found:dict) -> list[str]:
     "un-regularised runs plateau early (see the curves). Augmentation also matters beyond the test set: hand-drawn digits are thicker, "
     "thinner, tilted and off-centre in ways MNIST's test set is not, and the drawing tests in the browser read them at ≥ 95%.", ""]
 
+def readme_model_table() -> str:
+  """The README's model table, from the committed models' metadata."""
+  rows = ["| model | architecture | parameters | test accuracy | weights | trained |", "|---|---|---|---|---|---|"]
+  for name in SCRIPTS:
+    m = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
+    size = f"{m['weights_bytes'] / 2**20:.1f} MB" if m["weights_bytes"] >= 2**20 else f"{m['weights_bytes'] / 1024:.0f} KB"
+    rows.append(f"| `{name}` | {m['architecture']} | {m['params']:,} | {m['test_accuracy']:.2f} % | {size} | "
+                f"{m['config']['steps']} steps, {m['training']['seconds']:.0f} s on {m['training']['device']} |")
+  return "\n".join(rows)
+
+def update_readme(path:Path=ROOT / "README.md"):
+  text = path.read_text()
+  start, end = text.index("<!-- models:start"), text.index("<!-- models:end -->")
+  head = text[start:text.index("\n", start) + 1]
+  path.write_text(text[:start] + head + readme_model_table() + "\n" + text[end:])
+
 def main():
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--quick", action="store_true", help="tiny configurations; writes under runs/quick/ unless told otherwise")
@@ -275,6 +291,9 @@ def main():
   results = load_results(results_path) if args.report else sweep(configs, args.quick, results_path, args.jobs, args.only, args.checkpoints)
   write_report(configs, results, out, lambda m, o: run_key(m, run_env(m, o, args.quick)))
   print(f"wrote {out}")
+  if not args.quick:
+    update_readme()
+    print("updated the model table in README.md")
 
 if __name__ == "__main__":
   main()

@@ -63,6 +63,17 @@ def _read_idx(path:Path, magic:int, count:int) -> np.ndarray:
   data = np.frombuffer(raw, dtype=np.uint8, offset=header).copy()  # a writable copy: CUDA copies fail on read-only memory
   return data.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE) if magic == 2051 else data
 
+MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"   # where tinygrad's own loader downloads from
+
+def download_mnist(folder:str):
+  """Fetch the four MNIST files into `folder` (for a MNIST_DIR on a machine with internet)."""
+  import urllib.request
+  Path(folder).mkdir(parents=True, exist_ok=True)
+  for name, _, _ in MNIST_FILES.values():
+    print(f"downloading {name}")
+    urllib.request.urlretrieve(MNIST_URL + name, Path(folder) / f".{name}.part")
+    os.replace(Path(folder) / f".{name}.part", Path(folder) / name)
+
 def load_mnist_numpy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """(X_train, Y_train, X_test, Y_test) as uint8 arrays, X of shape (N, 1, 28, 28): from MNIST_DIR, else tinygrad's download."""
   if mnist_dir := os.environ.get("MNIST_DIR"):
