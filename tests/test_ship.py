@@ -1,0 +1,53 @@
+"""Shipping: workflows lint clean, the README's commands are the ones CI runs, the site works from a sub-path,
+weights are real files (not Git LFS pointers)."""
+import json, re, subprocess, sys
+import numpy as np
+import pytest
+from conftest import ROOT
+from browser import serve, chromium, open_app, wait_settled, draw_digit
+
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+
+def test_workflows_validate_against_the_schema():
+  proc = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+                        capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+
+def test_workflows_pass_zizmor():
+  proc = subprocess.run(["zizmor", "--offline", "--min-severity", "low", *map(str, WORKFLOWS)], capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stdout + proc.stderr
+
+def test_pages_deploys_webapp_only_after_the_tests():
+  pages = (ROOT / ".github" / "workflows" / "pages.yml").read_text()
+  assert "needs: test" in pages and "uses: ./.github/workflows/ci.yml" in pages and "path: webapp" in pages
+  for action in ("configure-pages", "upload-pages-artifact", "deploy-pages"): assert f"actions/{action}@" in pages
+  assert "permissions: {}" in pages                              # least privilege: each job asks for what it needs
+
+def _readme_setup_commands() -> list[str]:
+  readme = (ROOT / "README.md").read_text()
+  block = re.search(r"## Set-up.*?```sh\n(.*?)```", readme, re.S).group(1)
+  return [line.split("#")[0].strip() for line in block.strip().splitlines()]
+
+def test_readme_commands_are_what_ci_runs():
+  serve_cmd, test_cmd = _readme_setup_commands()
+  ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
+  assert ci[-1].strip() == test_cmd == "make test"
+  assert "make test" in (ROOT / ".github" / "workflows" / "ci.yml").read_text()
+  assert serve_cmd.startswith("python3 -m http.server") and serve_cmd.endswith("--directory webapp")
+
+def test_weights_are_real_files_not_lfs_pointers():
+  assert not (ROOT / ".gitattributes").exists() or "lfs" not in (ROOT / ".gitattributes").read_text()
+  for f in (ROOT / "webapp").glob("*/*.safetensors"):
+    raw = f.read_bytes()
+    header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
+    assert len(raw) > 100_000 and "__metadata__" in header
+
+def test_the_site_works_from_a_project_sub_path(mnist_test_set):
+  x, y = mnist_test_set
+  with serve(ROOT / "webapp", mount="/some-repo/") as url, chromium() as browser:
+    assert url.endswith("/some-repo/")
+    page = open_app(browser, url)
+    draw_digit(page, x[5], 0.7, np.random.default_rng(5))
+    wait_settled(page)
+    assert page.get_by_test_id("prediction").text_content() == str(y[5])
+    assert not page.errors
