@@ -1,6 +1,6 @@
 # make serve   - serve the app with the committed models on http://127.0.0.1:8000
 # make test    - install what the tests need (Debian packages, pip, npm), then run every test
-# make css     - rebuild webapp/app.css with the Tailwind CLI
+# make css     - rebuild webapp/css/app.css from webapp/css/input.css with the Tailwind CLI
 
 PYTHON ?= python3
 # MNIST for tests and training: MNIST_DIR if set, else ../shared/mnist, else downloaded into .data/mnist
@@ -28,7 +28,7 @@ test: deps mnist
 	$(PYTHON) -m pytest -q tests
 
 css:
-	npx tailwindcss -i webapp/src/app.css -o webapp/app.css --minify
+	npm run css --silent
 
 bench: deps mnist
 	$(PYTHON) bench/bench_train.py

@@ -38,7 +38,7 @@ def check_webgpu():
 
 # ---------------------------------------------------------------- capture
 
-def _capture(model, state:dict) -> tuple[list[dict], list[dict], dict[str, str]]:
+def _capture(model, state:dict) -> tuple[list[dict], list[dict], list[dict]]:
   """Kernels (unique WGSL programs), dispatches and buffers of the model's batch-1 forward on WEBGPU."""
   from tinygrad import Tensor, TinyJit, Device
   from tinygrad.uop.ops import Ops
@@ -50,21 +50,21 @@ def _capture(model, state:dict) -> tuple[list[dict], list[dict], dict[str, str]]
   for _ in range(3): out = forward(Tensor.randn(*INPUT_SHAPE, device="WEBGPU").realize())   # the JIT captures on the second call
   if forward.captured is None: raise ExportError("TinyJit captured nothing (is JIT=0 set?)")
   output_buf = out.uop.base.realized
-  weight_of = {(id(t.uop.base.realized), t.uop.base.realized.offset): name for name, t in state.items()}
+  weight_of = {id(t.uop.base.realized): name for name, t in state.items()}
 
   kernels, dispatches, buffers, index_of = [], [], [], {}
   kernel_index: dict[str, int] = {}
   def buffer_index(u) -> int:
-    if u.op is Ops.PARAM: key, info = ("input",), {"name": "input", "kind": "input", "bytes": int(np.prod(u.shape)) * u.dtype.itemsize}
+    """Each distinct buffer once: the input (the JIT's PARAM), the output, a named weight, or scratch memory."""
+    if u.op is Ops.PARAM: key, info = "input", {"name": "input", "kind": "input", "bytes": int(np.prod(u.shape)) * u.dtype.itemsize}
     else:
       b = u.buffer
-      key = (id(b.base), b.offset)
-      if key not in index_of:
-        weight = weight_of.get((id(b), b.offset)) or weight_of.get(key)
-        kind = "output" if b is output_buf or b.base is output_buf else "weight" if weight else "scratch"
-        info = {"name": weight or kind if kind != "scratch" else f"scratch{sum(x['kind'] == 'scratch' for x in buffers)}",
-                "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name}
-        if b.offset: raise ExportError(f"buffer views are not supported ({info['name']} at offset {b.offset})")
+      if b.offset or b.base is not b: raise ExportError(f"buffer views are not supported (a {b.dtype.name} buffer at offset {b.offset})")
+      key = id(b)
+      if key in index_of: return index_of[key]
+      kind = "output" if b is output_buf else "weight" if key in weight_of else "scratch"
+      name = weight_of.get(key) or (kind if kind == "output" else f"scratch{sum(x['kind'] == 'scratch' for x in buffers)}")
+      info = {"name": name, "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name}
     if key not in index_of:
       index_of[key] = len(buffers)
       buffers.append(info)

@@ -51,3 +51,26 @@ def test_the_site_works_from_a_project_sub_path(mnist_test_set):
     wait_settled(page)
     assert page.get_by_test_id("prediction").text_content() == str(y[5])
     assert not page.errors
+
+def test_committed_css_is_the_tailwind_build_of_the_sources(tmp_path):
+  out = tmp_path / "app.css"
+  proc = subprocess.run(["npx", "--no-install", "tailwindcss", "-c", "tailwind.config.js", "-i", "webapp/css/input.css", "-o", str(out), "--minify"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert out.read_text() == (ROOT / "webapp" / "css" / "app.css").read_text(), "run `make css` and commit webapp/css/app.css"
+
+def test_the_page_requests_nothing_from_other_origins(mnist_test_set):
+  x, _ = mnist_test_set
+  with serve(ROOT / "webapp") as url, chromium() as browser:
+    page = browser.new_page()
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+    draw_digit(page, x[0], 0.6, np.random.default_rng(0))
+    wait_settled(page)
+    origin = url.rstrip("/")
+    assert requested and all(u.startswith(origin) or u.startswith("data:") for u in requested), [u for u in requested if not u.startswith(origin)]
+    shell = sum((ROOT / "webapp" / p).stat().st_size for p in ("index.html", "css/app.css")) + \
+            sum(f.stat().st_size for f in (ROOT / "webapp" / "js").glob("*.js"))
+    assert shell <= 100 * 1024                        # the page shell (no weights) stays under 100 KB
