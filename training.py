@@ -175,7 +175,7 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
     return loss.realize(*opt.schedule_step(), step)
 
   log_every, eval_every = cfg.get("log_every", 10), cfg.get("eval_every", 0)
-  history = {"loss": [], "accuracy_curve": [], "train_seconds": 0.0}
+  history = {"loss": [], "accuracy_curve": [], "log_seconds": [], "train_seconds": 0.0}
   loss_value, test_acc = float("nan"), float("nan")
   start = time.perf_counter()
   for i in (t := trange(cfg["steps"])):
@@ -184,6 +184,7 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
       loss_value = loss.item()
       if not math.isfinite(loss_value): raise UserError(f"training diverged at step {i+1} (loss {loss_value}); lower LR")
       history["loss"].append([i + 1, loss_value])
+      history["log_seconds"].append(time.perf_counter() - start)   # loss.item() synchronised: a true time
     if eval_every and X_test is not None and (i % eval_every == eval_every - 1):
       test_acc = evaluate(model, X_test, Y_test)[0]
       history["accuracy_curve"].append([i + 1, test_acc])
