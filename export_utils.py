@@ -40,15 +40,17 @@ def check_webgpu():
 
 def _capture(model, state:dict) -> tuple[list[dict], list[dict], list[dict]]:
   """Kernels (unique WGSL programs), dispatches and buffers of the model's batch-1 forward on WEBGPU."""
-  from tinygrad import Tensor, TinyJit, Device
+  from tinygrad import Tensor, TinyJit, Device, Context
   from tinygrad.uop.ops import Ops
   from tinygrad.codegen import to_program
   from tinygrad.engine.realize import get_call_arg_uops
 
   @TinyJit
   def forward(x:Tensor) -> Tensor: return model(x).realize()
-  for _ in range(3): out = forward(Tensor.randn(*INPUT_SHAPE, device="WEBGPU").realize())   # the JIT captures on the second call
-  if forward.captured is None: raise ExportError("TinyJit captured nothing (is JIT=0 set?)")
+  # capture even when the user trains with JIT=0; JIT=2 keeps kernels as single calls, never batched into a graph
+  with Context(JIT=2):
+    for _ in range(3): out = forward(Tensor.randn(*INPUT_SHAPE, device="WEBGPU").realize())   # captured on the second call
+  if forward.captured is None: raise ExportError("TinyJit captured nothing")
   output_buf = out.uop.base.realized
   weight_of = {id(t.uop.base.realized): name for name, t in state.items()}
 

@@ -65,3 +65,14 @@ def test_optimizer_and_schedule_reach_the_step(opt, kind):
   f = [lr_factor(Tensor([s]), cfg).item() for s in range(11)]
   assert f[0] == pytest.approx(0.04 + 0.96 / 5, rel=1e-5) and f[4] == pytest.approx(1.0, rel=1e-5)
   assert all(a > b for a, b in zip(f[5:], f[6:])) and f[10] == pytest.approx(1e-4, abs=1e-6)
+
+def test_jit_knob_reaches_tinygrad_and_export_still_works(tmp_path):
+  """JIT=0 runs every step eagerly (tinygrad reads JIT itself): the same numbers, and the exporter still captures."""
+  runs = {}
+  for jit in (0, 1):
+    metrics, out = tmp_path / f"jit{jit}.json", tmp_path / f"web{jit}"
+    proc = run_script("mnist_mlp.py", JIT=jit, STEPS=10, WIDTH=32, LOG_EVERY=5, METRICS=metrics, OUT=out)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert (out / "mnist_mlp" / "mnist_mlp.js").exists()
+    runs[jit] = json.loads(metrics.read_text())
+  assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["test_accuracy"] == runs[1]["test_accuracy"]
