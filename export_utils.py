@@ -147,7 +147,8 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
     staged = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir))
   except OSError as e: raise ExportError(f"output folder {out_dir} is not writable ({e.strerror})") from None
   try:
-    save_file(weights, staged / f"{name}.safetensors", metadata={"model": name, "format": "tinygrad-webgpu"})
+    # one metadata key: safetensors orders several arbitrarily, and the same weights should give the same file (and hash)
+    save_file(weights, staged / f"{name}.safetensors", metadata={"model": name})
     weights_bytes = (staged / f"{name}.safetensors").read_bytes()
     sha = hashlib.sha256(weights_bytes).hexdigest()
     params = sum(int(np.prod(w.shape)) for w in weights.values())
