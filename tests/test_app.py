@@ -174,7 +174,66 @@ def test_recovers_from_a_lost_gpu_device(app, mnist_test_set):
   wait_settled(page)
   assert page.get_by_test_id("prediction").text_content() == str(y[2])
 
-CONTROLS = ["canvas", "pen", "eraser", "brush", "undo", "clear", "model-select", "prediction", "confidence", "inference-ms", "preview",
+def test_try_a_sample_draws_a_real_digit(app):
+  url, browser = app
+  page = open_app(browser, url)
+  samples = (WEBAPP / "samples" / "mnist_test_samples.bin").read_bytes()
+  labels = set(samples[:100])
+  page.get_by_test_id("sample").click()
+  wait_settled(page)
+  shown = page.get_by_test_id("prediction").text_content()
+  assert shown.isdigit() and int(shown) in labels and max(_probs(page)) > 0.5
+  page.get_by_test_id("undo").click()                                       # the sample is one undoable action
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == ""
+
+def test_dark_mode_follows_the_system_and_the_toggle_is_remembered(app):
+  url, browser = app
+  context = browser.new_context(color_scheme="dark")
+  page = context.new_page()
+  page.goto(url)
+  is_dark = lambda: page.evaluate("document.documentElement.classList.contains('dark')")
+  assert is_dark() and page.get_by_test_id("theme").get_attribute("aria-pressed") == "true"
+  page.get_by_test_id("theme").click()
+  assert not is_dark()
+  page.reload()
+  assert not is_dark()                                                       # the choice outlives the visit
+  context.close()
+
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_accessibility_violations(app, scheme):
+  url, browser = app
+  context = browser.new_context(color_scheme=scheme)
+  page = context.new_page()
+  page.goto(url)
+  page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+  page.get_by_test_id("sample").click()
+  wait_settled(page)
+  page.add_script_tag(path=str(AXE))
+  violations = page.evaluate("axe.run(document, { resultTypes: ['violations'] }).then(r => r.violations)")
+  serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in violations if v["impact"] in ("serious", "critical")]
+  assert not serious
+  context.close()
+
+def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(app):
+  url, browser = app
+  page = open_app(browser, url)
+  reached = {}
+  for _ in range(20):
+    page.keyboard.press("Tab")
+    focused = page.evaluate("""() => { const el = document.activeElement;
+      return el && el.dataset.testid ? [el.dataset.testid, getComputedStyle(el).outlineStyle] : null; }""")
+    if focused: reached[focused[0]] = focused[1]
+  for control in ("pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select"):
+    assert control in reached and reached[control] != "none", (control, reached)
+  page.get_by_test_id("sample").focus()
+  page.keyboard.press("Enter")                                              # usable, not only focusable
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content().isdigit()
+
+CONTROLS = ["canvas", "pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "prediction", "confidence", "inference-ms", "preview",
             "status", *(f"prob-{d}" for d in range(10))]
 
 @pytest.mark.parametrize("label, size", [("phone", (375, 667)), ("tablet", (768, 1024)), ("desktop", (1440, 900))])

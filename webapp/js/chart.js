@@ -36,7 +36,9 @@ export class ProbabilityChart {
       bar.classList.toggle("bg-indigo-600", isBest);
       bar.classList.toggle("dark:bg-indigo-400", isBest);
       bar.classList.toggle("bg-slate-400", !isBest);
+      bar.classList.toggle("dark:bg-slate-500", !isBest);
       label.classList.toggle("text-indigo-700", isBest);
+      label.classList.toggle("dark:text-indigo-300", isBest);
       label.classList.toggle("font-bold", isBest);
       this.cells[d].textContent = probabilities ? `${(p * 100).toFixed(1)}%` : "–";
     });

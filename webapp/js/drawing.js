@@ -48,6 +48,18 @@ export class DrawingPad extends EventTarget {
     this.#changed(true);
   }
 
+  /** Paint a 28x28 grayscale image (values 0-255, white on black) scaled onto the canvas, as one undoable action. */
+  drawImage(pixels) {
+    const small = document.createElement("canvas");
+    small.width = small.height = 28;
+    const ctx = small.getContext("2d"), data = ctx.createImageData(28, 28);
+    pixels.forEach((v, i) => data.data.set([v, v, v, 255], i * 4));
+    ctx.putImageData(data, 0, 0);
+    this.actions.push({ type: "clear" }, { type: "image", tool: "pen", image: small });
+    this.#redraw();
+    this.#changed(true);
+  }
+
   undo() {
     if (this.actions.length === 0) return;
     this.actions.pop();
@@ -116,7 +128,17 @@ export class DrawingPad extends EventTarget {
       ctx.fillStyle = PAPER;
       ctx.fillRect(0, 0, ctx.canvas.width, ctx.canvas.height);
     }
-    for (const stroke of this.strokes) stroke.points.forEach((_, i) => this.#paintSegment(stroke, i));
+    for (const action of this.strokes) {
+      if (action.type === "image") this.#paintImage(action.image);
+      else action.points.forEach((_, i) => this.#paintSegment(action, i));
+    }
+  }
+
+  #paintImage(image) {
+    for (const ctx of [this.ink, this.view]) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(image, 0, 0, ctx.canvas.width, ctx.canvas.height);
+    }
   }
 
   #changed(final) {

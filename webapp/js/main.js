@@ -10,6 +10,7 @@ const ui = {
   status: $("status"), prediction: $("prediction"), confidence: $("confidence"), inference: $("inference-ms"),
   modelSelect: $("model-select"), modelInfo: $("model-info"), hint: $("pad-hint"), announce: $("announce"),
   pen: $("pen"), eraser: $("eraser"), brush: $("brush"), undo: $("undo"), clear: $("clear"), noWebGPU: $("no-webgpu"),
+  sample: $("sample"), theme: $("theme"),
 };
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
@@ -170,7 +171,33 @@ function setBrush(size) {
   pad.brush = Number(ui.brush.value);
 }
 
+// A random digit from a small file of MNIST test images (100 labels, then 100 28x28 images), fetched on first use
+let samples = null;
+async function drawSample() {
+  document.body.dataset.busy = "true";   // a new input is on its way
+  samples ??= fetch(new URL("../samples/mnist_test_samples.bin", import.meta.url)).then((r) => {
+    if (!r.ok) throw new Error(`samples: HTTP ${r.status}`);
+    return r.arrayBuffer();
+  }).then((b) => new Uint8Array(b));
+  try {
+    const bytes = await samples, i = Math.floor(Math.random() * 100);
+    pad.drawImage(bytes.subarray(100 + i * 784, 100 + (i + 1) * 784));
+  } catch (e) {
+    samples = null;
+    setStatus(`Error: ${e.message}`, "error");
+    schedule();
+  }
+}
+
+function setTheme(dark, remember) {
+  document.documentElement.classList.toggle("dark", dark);
+  ui.theme.setAttribute("aria-pressed", String(dark));
+  if (remember) try { localStorage.setItem("theme", dark ? "dark" : "light"); } catch { /* storage disabled: this visit only */ }
+}
+
 pad.addEventListener("change", schedule);
+ui.sample.addEventListener("click", drawSample);
+ui.theme.addEventListener("click", () => setTheme(!document.documentElement.classList.contains("dark"), true));
 ui.pen.addEventListener("click", () => setTool("pen"));
 ui.eraser.addEventListener("click", () => setTool("eraser"));
 ui.brush.addEventListener("input", () => setBrush(ui.brush.value));
@@ -187,6 +214,7 @@ document.addEventListener("keydown", (e) => {
 });
 
 setBrush(ui.brush.value);
+setTheme(document.documentElement.classList.contains("dark"), false);
 showEmpty();
 drawPreview(null);
 runtime.start().catch(showFatal);
