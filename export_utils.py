@@ -14,7 +14,8 @@ import numpy as np
 class ExportError(Exception):
   """Why an export cannot be made, in one line."""
 
-MEAN, STD, INPUT_SHAPE, N_CLASSES = 0.1307, 0.3081, (1, 1, 28, 28), 10   # the model's input/output contract
+from training import MEAN, STD   # the normalisation training used: one source of truth, written into the metadata
+INPUT_SHAPE, N_CLASSES = (1, 1, 28, 28), 10
 
 def _point_tinygrad_at_dawn():
   """tinygrad finds Dawn through WEBGPU_PATH; default it to the library that the dawn-python wheel ships."""

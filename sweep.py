@@ -162,7 +162,7 @@ def _plots(model:str, rows:list, folder:Path) -> list[str]:
   fig.tight_layout()
   fig.savefig(folder / f"{model}_curves.png", dpi=110)
   files.append(f"{model}_curves.png")
-  best_name, best = max(rows, key=lambda nr: _rank(nr))
+  best_name, best = max(rows, key=_rank)
   fig, ax = plt.subplots(figsize=(5.2, 4.6))
   cm = best["confusion"]
   ax.imshow([[min(v, 40) for v in row] for row in cm], cmap="Blues")

@@ -28,12 +28,13 @@ RUN_LOOP = """async ([name, n]) => {
   return times;
 }"""
 
-PREPROCESS_LOOP = """async (n) => {
+PREPROCESS_LOOP = """async ([name, n]) => {
   const { preprocess } = await import("./js/preprocess.js");
+  const contract = mnistApp.runtime.models.get(name).meta;
   const times = [];
   for (let i = 0; i < n; i++) {
     const t = performance.now();
-    preprocess(mnistApp.pad.pixels(), 280, 280, { mean: 0.1307, std: 0.3081 });
+    preprocess(mnistApp.pad.pixels(), 280, 280, contract);
     times.push(performance.now() - t);
   }
   return times;
@@ -85,7 +86,7 @@ def main():
       page.get_by_test_id("clear").click()
       draw_digit(page, x_test[0], 0.7, rng)
       wait_settled(page)
-      pre = page.evaluate(PREPROCESS_LOOP, n_pre)
+      pre = page.evaluate(PREPROCESS_LOOP, [name, n_pre])
       latency = []
       box = page.get_by_test_id("canvas").bounding_box()
       for i in range(n_draw):
