@@ -17,9 +17,10 @@ const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"
 const preview = $("preview").getContext("2d");
 const runtime = new ModelRuntime(onRuntimeChange);
 const timings = new Map();   // model name -> recent inference times (ms), for the warm median
-const FALLBACK_CONTRACT = { mean: 0.1307, std: 0.3081 };   // only for the preview before any metadata has loaded
+const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input
 
 let dirty = true, busy = false, frameRequested = false, lastAnnounced = "";
+let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
 
 const selected = () => runtime.models.get(ui.modelSelect.value);
 
@@ -98,7 +99,7 @@ async function tick() {
   finally {
     busy = false;
     if (dirty) { frameRequested = true; requestAnimationFrame(tick); }
-    else document.body.dataset.busy = "false";   // tests and tools can wait for the prediction to settle
+    else if (!inputsOnTheirWay) document.body.dataset.busy = "false";   // tests and tools can wait for the prediction to settle
   }
 }
 
@@ -137,7 +138,7 @@ function announce(text) {
 
 async function predict() {
   const model = selected();
-  const processed = pad.isBlank ? null : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, model.meta ?? FALLBACK_CONTRACT);
+  const processed = pad.isBlank ? null : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, model.meta ?? PREVIEW_ONLY);
   drawPreview(processed?.image);
   if (!processed) { showEmpty(); return; }
   ui.hint.classList.add("invisible");
@@ -174,7 +175,8 @@ function setBrush(size) {
 // A random digit from a small file of MNIST test images (100 labels, then 100 28x28 images), fetched on first use
 let samples = null;
 async function drawSample() {
-  document.body.dataset.busy = "true";   // a new input is on its way
+  inputsOnTheirWay++;
+  document.body.dataset.busy = "true";
   samples ??= fetch(new URL("../samples/mnist_test_samples.bin", import.meta.url)).then((r) => {
     if (!r.ok) throw new Error(`samples: HTTP ${r.status}`);
     return r.arrayBuffer();
@@ -185,6 +187,8 @@ async function drawSample() {
   } catch (e) {
     samples = null;
     setStatus(`Error: ${e.message}`, "error");
+  } finally {
+    inputsOnTheirWay--;
     schedule();
   }
 }
