@@ -1,11 +1,15 @@
-"""Export a trained tinygrad model to the browser: WGSL kernels in an ES module, weights in safetensors, metadata in JSON.
+"""Export a trained tinygrad model to the browser: an ES module that runs it on WebGPU (WGSL kernels) or, where WebGPU
+is missing or slower, on WebAssembly SIMD (tinygrad's C kernels compiled by clang); weights in safetensors; metadata.
 
-  export_model(model, "mnist_mlp", "webapp", metadata={...})  ->  webapp/mnist_mlp/{mnist_mlp.js, .safetensors, .json}
+  export_model(model, "mnist_mlp", "webapp", metadata={...})
+    ->  webapp/mnist_mlp/{mnist_mlp.js, mnist_mlp.wasm, mnist_mlp.safetensors, mnist_mlp.json}
 
-How: the model's weights are moved to tinygrad's WEBGPU device (Dawn), its batch-1 forward is captured with TinyJit,
-and every captured kernel CALL is rendered to WGSL by tinygrad's own codegen. Each kernel buffer is then either the
-input, the output, a weight (matched by identity against the state dict, so bound by name) or scratch memory. The
-generated module creates every GPU object once in `load`; `run` only writes the input, encodes, submits and reads back.
+How: the model's batch-1 forward is captured twice with TinyJit, on tinygrad's WEBGPU device (Dawn) and on its CPU
+device, and every captured kernel is rendered by tinygrad's own codegen: WGSL for the first, C for the second (compiled
+to one wasm32 module whose static arena holds every buffer). Each kernel buffer is either the input, the output, a
+weight (matched by identity against the state dict, so bound by name) or scratch memory; both backends read the same
+safetensors file. The generated module builds everything once in `load`; `run` only writes the input, computes and
+reads back.
 """
 import contextlib, ctypes, hashlib, json, os, shutil, tempfile, time
 from pathlib import Path
@@ -39,18 +43,22 @@ def check_webgpu():
 
 # ---------------------------------------------------------------- capture
 
-def _capture(model, state:dict) -> tuple[list[dict], list[dict], list[dict]]:
-  """Kernels (unique WGSL programs), dispatches and buffers of the model's batch-1 forward on WEBGPU."""
+def _capture(model, state:dict, device:str) -> tuple[list[dict], list[dict], list[dict]]:
+  """Kernels (unique programs), dispatches and buffers of the model's batch-1 forward on `device` (WEBGPU or CPU)."""
   from tinygrad import Tensor, TinyJit, Device, Context
   from tinygrad.uop.ops import Ops
   from tinygrad.codegen import to_program
   from tinygrad.engine.realize import get_call_arg_uops
 
+  # a fresh buffer per weight: loaded weights can be views into the file they came from
+  for v in state.values(): v.replace(v.to(device).clone().realize())
   @TinyJit
   def forward(x:Tensor) -> Tensor: return model(x).realize()
-  # capture even when the user trains with JIT=0; JIT=2 keeps kernels as single calls, never batched into a graph
-  with Context(JIT=2):
-    for _ in range(3): out = forward(Tensor.randn(*INPUT_SHAPE, device="WEBGPU").realize())   # captured on the second call
+  # capture even when the user trains with JIT=0; JIT=2 keeps kernels as single calls, never batched into a graph;
+  # no memory planner, so every buffer is whole (the planner packs scratch into views of a shared one).
+  # One CPU thread: the WebAssembly module runs each kernel once, in order (a page has no shared-memory threads on Pages)
+  with Context(JIT=2, NUM_CPU_THREADS=1, NO_MEMORY_PLANNER=1):
+    for _ in range(3): out = forward(Tensor.randn(*INPUT_SHAPE, device=device).realize())   # captured on the second call
   if forward.captured is None: raise ExportError("TinyJit captured nothing")
   output_buf = out.uop.base.realized
   weight_of = {id(t.uop.base.realized): name for name, t in state.items()}
@@ -76,16 +84,58 @@ def _capture(model, state:dict) -> tuple[list[dict], list[dict], list[dict]]:
   for call in forward.captured.linear.toposort(gate=lambda x: x.op not in {Ops.SINK, Ops.PROGRAM}):
     if call.op is not Ops.CALL: continue
     if call.src[0].op not in {Ops.SINK, Ops.PROGRAM}: raise ExportError(f"the captured forward has a {call.src[0].op} step, not a kernel")
-    prg = to_program(call.src[0], Device["WEBGPU"].renderer)
+    prg = to_program(call.src[0], Device[device].renderer)
     info, source = prg.arg, next(s.arg for s in prg.src if s.op is Ops.SOURCE)
-    if info.vars: raise ExportError("symbolic shapes are not supported")
-    if "enable f16" in source: raise ExportError("a kernel needs shader-f16; export a float32 model")
-    if info.function_name not in kernel_index:
-      kernel_index[info.function_name] = len(kernels)
-      kernels.append({"name": info.function_name, "wgsl": source, "local_size": list(info.local_size or (1, 1, 1))})
-    dispatches.append({"kernel": kernel_index[info.function_name], "buffers": [buffer_index(u) for u in get_call_arg_uops(call)],
+    if info.vars: raise ExportError(f"a {device} kernel takes runtime variables ({', '.join(v.arg.name for v in info.vars)}); only static shapes export")
+    if "enable f16" in source or "__fp16" in source: raise ExportError("a kernel needs float16; export a float32 model")
+    if source not in kernel_index:
+      # tinygrad names kernels by shape, so two different kernels can share a name: keep C symbols unique
+      taken = sum(k["function"] == info.function_name for k in kernels)
+      kernel_index[source] = len(kernels)
+      kernels.append({"name": info.function_name + (f"_{taken}" if taken else ""), "function": info.function_name, "source": source})
+    dispatches.append({"kernel": kernel_index[source], "buffers": [buffer_index(u) for u in get_call_arg_uops(call)],
                        "workgroups": [int(g) for g in info.global_size]})
   return kernels, dispatches, buffers
+
+# ---------------------------------------------------------------- the WebAssembly fallback
+
+WASM_ALIGN = 16   # float4 loads
+
+def wasm_layout(buffers:list[dict]) -> list[int]:
+  """Byte offset of each buffer in the module's one static arena."""
+  offsets, end = [], 0
+  for b in buffers:
+    offsets.append(end)
+    end += -(-b["bytes"] // WASM_ALIGN) * WASM_ALIGN
+  return offsets
+
+def render_c(kernels:list[dict], dispatches:list[dict], buffers:list[dict]) -> str:
+  """tinygrad's C kernels, an arena holding every buffer at a fixed offset, and `net()` calling the kernels in order."""
+  offsets, arena = wasm_layout(buffers), sum(-(-b["bytes"] // WASM_ALIGN) * WASM_ALIGN for b in buffers)
+  lines = ["// generated by export_utils.py from tinygrad's C kernels; compiled with clang --target=wasm32 -msimd128"]
+  for k in kernels:
+    if "void " + k["function"] + "(" not in k["source"]: raise ExportError(f"cannot find kernel {k['function']} in its C source")
+    lines.append(k["source"].replace("void " + k["function"] + "(", "static void " + k["name"] + "(", 1))
+  lines += [f"static unsigned char arena[{max(arena, WASM_ALIGN)}] __attribute__((aligned({WASM_ALIGN})));",
+            '__attribute__((export_name("arena"))) unsigned char* arena_address(void) { return arena; }',
+            '__attribute__((export_name("net"))) void net(void) {']
+  lines += [f"  {kernels[d['kernel']]['name']}({', '.join(f'(void*)(arena + {offsets[b]})' for b in d['buffers'])});" for d in dispatches]
+  return "\n".join(lines + ["}", ""])
+
+WASM_HELP = "the WebAssembly fallback is compiled with clang and wasm-ld (Debian: apt-get install clang lld)"
+
+def compile_wasm(c_source:str) -> bytes:
+  import subprocess
+  with tempfile.TemporaryDirectory() as tmp:
+    out = Path(tmp) / "model.wasm"
+    cmd = ["clang", "--target=wasm32", "-O3", "-msimd128", "-mbulk-memory", "-nostdlib", "-ffreestanding", "-Wl,--no-entry",
+           "-Wl,--strip-all", "-x", "c", "-", "-o", str(out)]
+    try: proc = subprocess.run(cmd, input=c_source, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError: raise ExportError(f"clang is not installed; {WASM_HELP}") from None
+    if proc.returncode != 0:
+      why = next((l for l in proc.stderr.splitlines() if "error" in l), proc.stderr.strip()[:200])
+      raise ExportError(f"compiling the WebAssembly module failed ({why.strip()}); {WASM_HELP}")
+    return out.read_bytes()
 
 # ---------------------------------------------------------------- writing
 
@@ -130,16 +180,20 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   probe = Tensor(np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32))
   expected = model(probe.to(next(iter(state.values())).device)).numpy()
   originals = {k: v.uop for k, v in state.items()}
+  captured = {}
   try:
-    for v in state.values(): v.replace(v.to("WEBGPU").contiguous().realize())
-    kernels, dispatches, buffers = _capture(model, state)
-    got = model(probe.to("WEBGPU")).numpy()
+    for device in ("WEBGPU", "CPU"):
+      captured[device] = _capture(model, state, device)
+      got = model(probe.to(device)).numpy()
+      if not np.allclose(got, expected, atol=1e-3): raise ExportError(f"the {device} forward differs from the model's ({np.abs(got - expected).max():.2g})")
+      bound = {b["name"] for b in captured[device][2] if b["kind"] == "weight"}
+      if unbound := sorted(set(state) - bound): raise ExportError(f"weights not read by the exported forward: {', '.join(unbound)}")
     weights = {k: v.numpy() for k, v in state.items()}
   finally:
     for k, v in state.items(): v.uop = originals[k]
-  if not np.allclose(got, expected, atol=1e-3): raise ExportError(f"the WEBGPU forward differs from the model's ({np.abs(got - expected).max():.2g})")
-  bound = {b["name"] for b in buffers if b["kind"] == "weight"}
-  if unbound := sorted(set(state) - bound): raise ExportError(f"weights not read by the exported forward: {', '.join(unbound)}")
+  kernels, dispatches, buffers = captured["WEBGPU"]
+  wasm_kernels, wasm_dispatches, wasm_buffers = captured["CPU"]
+  wasm = compile_wasm(render_c(wasm_kernels, wasm_dispatches, wasm_buffers))
 
   out_dir, final = Path(out_dir), Path(out_dir) / name
   try:
@@ -153,14 +207,21 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
     weights_bytes = (staged / f"{name}.safetensors").read_bytes()
     sha = hashlib.sha256(weights_bytes).hexdigest()
     params = sum(int(np.prod(w.shape)) for w in weights.values())
+    _fsync_write(staged / f"{name}.wasm", wasm)
+    wasm_plan = {"sha256": hashlib.sha256(wasm).hexdigest(), "bytes": len(wasm), "kernels": len(wasm_kernels),
+                 "buffers": [{**b, "offset": o} for b, o in zip(wasm_buffers, wasm_layout(wasm_buffers))]}
+    module = render_module(name, kernels, dispatches, buffers, sha, wasm_plan).encode()
     meta = {"name": name, **(metadata or {}), "params": (metadata or {}).get("params", params), "weights_sha256": sha,
             "weights_bytes": len(weights_bytes), "tinygrad_version": _version(),
             "input_shape": list(INPUT_SHAPE), "mean": MEAN, "std": STD,
             "input": {"layout": "NCHW float32", "foreground": "white", "background": "black", "digit_box_px": 20,
                       "centred_by": "centre of mass", "normalisation": "(pixel / 255 - mean) / std"},
             "output": {"length": N_CLASSES, "meaning": "raw logits for digits 0-9"},
-            "kernels": len(kernels), "dispatches": len(dispatches), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _fsync_write(staged / f"{name}.js", render_module(name, kernels, dispatches, buffers, sha).encode())
+            "kernels": len(kernels), "dispatches": len(dispatches), "backends": ["webgpu", "wasm"], "wasm_kernels": len(wasm_kernels),
+            # what the page asks for, by content: a changed file gets a new URL, so no cache can serve a stale one
+            "files": {"module": _short(hashlib.sha256(module).hexdigest()), "weights": _short(sha), "wasm": _short(wasm_plan["sha256"])},
+            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    _fsync_write(staged / f"{name}.js", module)
     _fsync_write(staged / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
     for f in staged.iterdir(): f.chmod(0o644)
     staged.chmod(0o755)   # mkdtemp makes it private; a web server must read it
@@ -169,16 +230,18 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   finally: shutil.rmtree(staged, ignore_errors=True)
   return final
 
+def _short(sha256:str) -> str: return sha256[:16]
+
 def _version() -> str:
   from importlib.metadata import version
   return version("tinygrad")
 
 # ---------------------------------------------------------------- the generated module
 
-def render_module(name:str, kernels:list[dict], dispatches:list[dict], buffers:list[dict], weights_sha256:str) -> str:
+def render_module(name:str, kernels:list[dict], dispatches:list[dict], buffers:list[dict], weights_sha256:str, wasm:dict) -> str:
   plan = {"name": name, "weightsSha256": weights_sha256, "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES,
-          "kernels": [{"name": k["name"]} for k in kernels], "buffers": buffers, "dispatches": dispatches}
-  wgsl = ",\n".join(f"  /* {k['name']} */ `{k['wgsl']}`" for k in kernels)
+          "kernels": [{"name": k["function"]} for k in kernels], "buffers": buffers, "dispatches": dispatches, "wasm": wasm}
+  wgsl = ",\n".join(f"  /* {k['function']} */ `{k['source']}`" for k in kernels)
   return (f"// {name}: generated by export_utils.py from a tinygrad {_version()} model. Do not edit; re-export instead.\n"
           f"const PLAN = {json.dumps(plan, separators=(',', ':'))};\n\nconst WGSL = [\n{wgsl}\n];\n" + RUNTIME_JS)
 
@@ -213,17 +276,19 @@ function readSafetensors(bytes) {
   };
 }
 
-/** Load the weights and build every GPU object once. Resolves to run(input: Float32Array(784)) -> Promise<Float32Array(10)>. */
-async function load(device, weightsUrl, { verify = true } = {}) {
-  const response = await fetch(weightsUrl);
-  if (!response.ok) throw fail(`could not fetch ${weightsUrl} (HTTP ${response.status})`);
+async function fetchBytes(url, sha256, verify, what) {
+  const response = await fetch(url);
+  if (!response.ok) throw fail(`could not fetch ${url} (HTTP ${response.status})`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   if (verify) {
     const hash = await sha256Hex(bytes);
-    if (hash !== null && hash !== PLAN.weightsSha256) throw fail(`${weightsUrl} is not the weights this model was exported with (sha256 mismatch)`);
+    if (hash !== null && hash !== sha256) throw fail(`${url} is not the ${what} this model was exported with (sha256 mismatch)`);
   }
-  const tensor = readSafetensors(bytes);
+  return bytes;
+}
 
+// WebGPU: every GPU object is created here, once; a run writes the input, encodes one pass, submits and reads back
+async function loadWebGPU(device, tensor) {
   device.pushErrorScope("validation");
   const { STORAGE, COPY_SRC, COPY_DST, UNIFORM, MAP_READ } = GPUBufferUsage;
   const usageOf = { input: STORAGE | COPY_DST, output: STORAGE | COPY_SRC, weight: STORAGE, scratch: STORAGE };
@@ -263,7 +328,7 @@ async function load(device, weightsUrl, { verify = true } = {}) {
   const error = await device.popErrorScope();
   if (error) throw fail(`WebGPU rejected the model: ${error.message}`);
 
-  async function infer(input) {
+  return async function infer(input) {
     device.queue.writeBuffer(buffers[INPUT], 0, input);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
@@ -279,9 +344,37 @@ async function load(device, weightsUrl, { verify = true } = {}) {
     const logits = new Float32Array(readback.getMappedRange().slice(0, PLAN.outputLength * 4));
     readback.unmap();
     return logits;
-  }
+  };
+}
 
-  // Runs share the input and readback buffers, so each waits for the one before it.
+// WebAssembly: tinygrad's C kernels compiled to one module whose static arena holds every buffer at a fixed offset;
+// the weights are copied in once, and a run writes the input, calls net() and copies the logits out
+async function loadWasm(tensor, verify) {
+  if (typeof WebAssembly !== "object") throw fail("this browser has no WebAssembly");
+  const url = new URL(`${PLAN.name}.wasm?v=${PLAN.wasm.sha256.slice(0, 16)}`, import.meta.url);
+  const bytes = await fetchBytes(url, PLAN.wasm.sha256, verify, "WebAssembly module");
+  let instance;
+  try { ({ instance } = await WebAssembly.instantiate(bytes, {})); }
+  catch (e) { throw fail(`this browser cannot run the WebAssembly module (it needs SIMD): ${e.message}`); }
+  const { memory, arena, net } = instance.exports;
+  const base = arena(), at = (b) => base + b.offset;
+  const heap = new Uint8Array(memory.buffer);
+  for (const b of PLAN.wasm.buffers) if (b.kind === "weight") heap.set(tensor(b.name, b.bytes), at(b));
+  const input = new Float32Array(memory.buffer, at(PLAN.wasm.buffers.find((b) => b.kind === "input")), INPUT_LENGTH);
+  const output = new Float32Array(memory.buffer, at(PLAN.wasm.buffers.find((b) => b.kind === "output")), PLAN.outputLength);
+  return async function infer(x) {
+    input.set(x);
+    net();
+    return output.slice();
+  };
+}
+
+/** Load the weights onto a backend: a GPUDevice (WebGPU) or the string "wasm" (WebAssembly SIMD, on the CPU).
+ *  Resolves to run(input: Float32Array(784)) -> Promise<Float32Array(10)>, the same for both. */
+async function load(backend, weightsUrl, { verify = true } = {}) {
+  const tensor = readSafetensors(await fetchBytes(weightsUrl, PLAN.weightsSha256, verify, "weights"));
+  const infer = backend === "wasm" ? await loadWasm(tensor, verify) : await loadWebGPU(backend, tensor);
+  // Runs share their input and output memory, so each waits for the one before it.
   let previous = Promise.resolve();
   return function run(input) {
     if (!(input instanceof Float32Array) || input.length !== INPUT_LENGTH) {
@@ -294,5 +387,5 @@ async function load(device, weightsUrl, { verify = true } = {}) {
   };
 }
 
-export default { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, load };
+export default { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, backends: ["webgpu", "wasm"], load };
 """

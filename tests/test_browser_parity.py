@@ -1,5 +1,5 @@
-"""The page computes what tinygrad computes: each exported model, run by its generated WebGPU module in headless
-Chromium (SwiftShader), against tinygrad's CPU forward of the same weights."""
+"""The page computes what tinygrad computes: each exported model, run by its generated module in headless Chromium on
+both backends (WebGPU on SwiftShader, and the WebAssembly fallback), against tinygrad's CPU forward of the same weights."""
 import json, shutil
 from pathlib import Path
 import numpy as np
@@ -13,9 +13,8 @@ N_IMAGES = 256
 COMMITTED = {name: ROOT / "webapp" / name for name in ("mnist_mlp", "mnist_convnet")}
 
 # In the page: load the module, normalise raw MNIST bytes with the metadata's mean/std (as the app does), run them all
-RUN_IN_PAGE = """async ({name, count, verify, weights}) => {
-  const adapter = await navigator.gpu.requestAdapter();
-  const device = await adapter.requestDevice();
+RUN_IN_PAGE = """async ({name, count, verify, weights, backend}) => {
+  const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
   const meta = await (await fetch(`${name}/${name}.json`)).json();
   const model = (await import(`./${name}/${name}.js`)).default;
   let run;
@@ -45,19 +44,20 @@ def site(tmp_path_factory, quick_exports, mnist_test_set):
     page.goto(url)
     yield root, url, page
 
-def _run(page, url, name, count, verify=True, weights=None):
+def _run(page, url, name, count, verify=True, weights=None, backend="webgpu"):
   page.goto(url)
-  return page.evaluate(RUN_IN_PAGE, {"name": name, "count": count, "verify": verify, "weights": weights})
+  return page.evaluate(RUN_IN_PAGE, {"name": name, "count": count, "verify": verify, "weights": weights, "backend": backend})
 
 def _reference(folder:Path, images:np.ndarray) -> np.ndarray:
   model, meta = build_model(folder)
   x = (images.astype(np.float32) / 255 - meta["mean"]) / meta["std"]
   return np.concatenate([model(Tensor(x[i:i + 128])).numpy() for i in range(0, len(x), 128)])
 
+@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("where, name", [("committed", "mnist_mlp"), ("committed", "mnist_convnet"), ("fresh", "mnist_mlp"), ("fresh", "mnist_convnet")])
-def test_browser_logits_match_tinygrad(site, mnist_test_set, where, name):
+def test_browser_logits_match_tinygrad(site, mnist_test_set, where, name, backend):
   root, url, page = site
-  result = _run(page, url + ("fresh/" if where == "fresh" else ""), name, N_IMAGES)
+  result = _run(page, url + ("fresh/" if where == "fresh" else ""), name, N_IMAGES, backend=backend)
   assert "error" not in result, result
   got = np.array(result["logits"], dtype=np.float32).reshape(N_IMAGES, 10)
   want = _reference(root / ("fresh" if where == "fresh" else "") / name, mnist_test_set[0][:N_IMAGES])

@@ -3,26 +3,31 @@
 import { DrawingPad, INK_SIZE } from "./drawing.js";
 import { preprocess } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
-import { ModelRuntime, NoWebGPUError } from "./models.js";
+import { ModelRuntime, BACKEND_NAMES } from "./models.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), prediction: $("prediction"), confidence: $("confidence"), inference: $("inference-ms"),
   modelSelect: $("model-select"), modelInfo: $("model-info"), hint: $("pad-hint"), announce: $("announce"),
   pen: $("pen"), eraser: $("eraser"), brush: $("brush"), undo: $("undo"), clear: $("clear"), noWebGPU: $("no-webgpu"),
-  sample: $("sample"), theme: $("theme"),
+  sample: $("sample"), theme: $("theme"), backendSelect: $("backend-select"), backendInfo: $("backend-info"),
 };
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
 const preview = $("preview").getContext("2d");
-const runtime = new ModelRuntime(onRuntimeChange);
-const timings = new Map();   // model name -> recent inference times (ms), for the warm median
+const runtime = new ModelRuntime(onRuntimeChange, remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto");
+const timings = new Map();   // "model/backend" -> recent inference times (ms), for the warm median
 const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input
 
 let dirty = true, busy = false, frameRequested = false, lastAnnounced = "";
 let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
 
 const selected = () => runtime.models.get(ui.modelSelect.value);
+
+function remembered(key, allowed) {
+  try { const value = localStorage.getItem(key); return allowed.includes(value) ? value : null; } catch { return null; }   // storage disabled
+}
+function remember(key, value) { try { localStorage.setItem(key, value); } catch { /* storage disabled: this visit only */ } }
 
 function setStatus(text, tone = "info") {
   ui.status.textContent = text;
@@ -49,21 +54,43 @@ function describeModels() {
   ui.modelInfo.classList.toggle("text-red-700", Boolean(m.error));
 }
 
+const backendLabel = (m) => BACKEND_NAMES[m.backend] + (m.backend === "webgpu" ? ` · ${runtime.adapterName}` : "");
+const ms = (x) => `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`;
+
+// which backend runs the selected model, why, and how fast each one was when timed during warm-up
+function describeBackends() {
+  const m = selected();
+  for (const option of ui.backendSelect.options) {
+    if (option.value === "auto") continue;
+    const why = m.backendErrors.get(option.value);
+    option.textContent = BACKEND_NAMES[option.value] + (why && runtime.settled ? " (unavailable)" : "");
+  }
+  if (!m.backend) { ui.backendInfo.textContent = m.error ? "" : "Starting…"; return; }
+  const timed = [...m.backends.entries()].filter(([, b]) => Number.isFinite(b.ms)).map(([k, b]) => `${BACKEND_NAMES[k]} ${ms(b.ms)}`);
+  const missing = [...m.backendErrors.entries()].map(([k, why]) => `${BACKEND_NAMES[k]} unavailable: ${why}`);
+  const reason = runtime.preference === m.backend ? "your choice" : !runtime.settled ? "first ready" : m.backends.size > 1 ? "fastest here" : "the one available";
+  ui.backendInfo.textContent = `Running on ${backendLabel(m)} (${reason})` + (timed.length ? ` · warm run: ${timed.join(", ")}` : "") +
+    (missing.length ? ` · ${missing.join("; ")}` : "");
+}
+
 function updateReadiness() {
   const m = selected();
   const ready = Boolean(m.run);
   document.body.dataset.ready = String(ready);
+  document.body.dataset.backend = m.backend ?? "";
+  document.body.dataset.settled = String(runtime.settled);   // every backend tried, timed and chosen
   if (m.error) setStatus(`Error: ${m.name} failed to load`, "error");
-  else if (ready) setStatus(`Ready · ${runtime.adapterName}`, "ok");
+  else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
   else setStatus("Loading models…");
+  ui.noWebGPU.hidden = !(runtime.settled && runtime.gpuError);
   describeModels();
+  describeBackends();
   if (ready) schedule();
 }
 
 function onRuntimeChange(event) {
   if (event.kind === "loading") { document.body.dataset.ready = "false"; setStatus("Loading models…"); }
-  else if (event.kind === "lost") { document.body.dataset.ready = "false"; setStatus("GPU device lost, recovering…", "error"); }
-  else if (event.kind === "fatal") showFatal(event.error);
+  else if (event.kind === "fatal") setStatus(`Error: ${event.error.message ?? event.error}`, "error");
   else {
     // a model failed while the other loaded: switch to the working one rather than show nothing
     const m = selected();
@@ -72,15 +99,9 @@ function onRuntimeChange(event) {
       if (working) ui.modelSelect.value = working.name;
     }
     updateReadiness();
+    if (event.kind === "lost") setStatus(`GPU device lost, recovering… (${BACKEND_NAMES[selected().backend] ?? "nothing"} meanwhile)`, "error");
+    if (event.kind === "ready") cacheForOffline();
   }
-}
-
-function showFatal(error) {
-  document.body.dataset.ready = "false";
-  if (error instanceof NoWebGPUError) {
-    ui.noWebGPU.hidden = false;
-    setStatus("Error: WebGPU unavailable", "error");
-  } else setStatus(`Error: ${error.message ?? error}`, "error");
 }
 
 function schedule() {
@@ -143,20 +164,20 @@ async function predict() {
   if (!processed) { showEmpty(); return; }
   ui.hint.classList.add("invisible");
   if (!model.run) return;
-  const start = performance.now();
+  const backend = model.backend, start = performance.now();
   const logits = await model.run(processed.input);
-  const ms = performance.now() - start;
+  const elapsed = performance.now() - start;
   const probabilities = softmax(logits);
   const best = probabilities.indexOf(Math.max(...probabilities));
-  const recent = timings.get(model.name) ?? [];
-  recent.push(ms);
+  const recent = timings.get(`${model.name}/${backend}`) ?? [];
+  recent.push(elapsed);
   if (recent.length > 50) recent.shift();
-  timings.set(model.name, recent);
+  timings.set(`${model.name}/${backend}`, recent);
   // a stroke may have ended, or the canvas been cleared, while this ran: show nothing stale
   if (pad.isBlank) { showEmpty(); return; }
   ui.prediction.textContent = String(best);
   ui.confidence.textContent = `${(probabilities[best] * 100).toFixed(1)}%`;
-  ui.inference.textContent = `${ms.toFixed(1)} ms · median ${median(recent).toFixed(1)} ms`;
+  ui.inference.textContent = `${ms(elapsed)} · median ${ms(median(recent))} · ${BACKEND_NAMES[backend]}`;
   chart.update(probabilities);
   announce(`Prediction: ${best}, ${(probabilities[best] * 100).toFixed(0)} percent`);
 }
@@ -193,10 +214,29 @@ async function drawSample() {
   }
 }
 
-function setTheme(dark, remember) {
+function setTheme(dark, save) {
   document.documentElement.classList.toggle("dark", dark);
   ui.theme.setAttribute("aria-pressed", String(dark));
-  if (remember) try { localStorage.setItem("theme", dark ? "dark" : "light"); } catch { /* storage disabled: this visit only */ }
+  if (save) remember("theme", dark ? "dark" : "light");
+}
+
+// Offline: a service worker keeps what this visit loaded (page, code, models) and serves it when the network is gone.
+// Files the page loaded before the worker took control are handed to it once the models are ready.
+async function cacheForOffline() {
+  if (!("serviceWorker" in navigator) || document.body.dataset.offline === "ready") return;
+  try {
+    const registration = await navigator.serviceWorker.register(new URL("../sw.js", import.meta.url), { scope: new URL("../", import.meta.url).pathname });
+    const worker = registration.active ?? (await navigator.serviceWorker.ready).active;
+    const urls = [location.href.split("#")[0], ...performance.getEntriesByType("resource").map((e) => e.name)]
+      .filter((u) => new URL(u).origin === location.origin);
+    const done = new MessageChannel();
+    const reply = new Promise((resolve) => { done.port1.onmessage = (e) => resolve(e.data); });
+    worker.postMessage({ cache: urls }, [done.port2]);
+    const result = await reply;
+    document.body.dataset.offline = result.ok ? "ready" : "failed";
+  } catch (e) {
+    document.body.dataset.offline = "failed";   // e.g. offline now and sw.js unreachable: the worker already installed keeps serving
+  }
 }
 
 pad.addEventListener("change", schedule);
@@ -208,6 +248,11 @@ ui.brush.addEventListener("input", () => setBrush(ui.brush.value));
 ui.undo.addEventListener("click", () => pad.undo());
 ui.clear.addEventListener("click", () => pad.clear());
 ui.modelSelect.addEventListener("change", () => { ui.inference.textContent = "–"; updateReadiness(); schedule(); });
+ui.backendSelect.addEventListener("change", () => {
+  remember("backend", ui.backendSelect.value);
+  ui.inference.textContent = "–";
+  runtime.setPreference(ui.backendSelect.value);
+});
 document.addEventListener("keydown", (e) => {
   if (e.target.closest?.("input, select, textarea") || e.altKey || e.metaKey) return;
   const key = e.key.toLowerCase();
@@ -218,8 +263,9 @@ document.addEventListener("keydown", (e) => {
 });
 
 setBrush(ui.brush.value);
+ui.backendSelect.value = runtime.preference;
 setTheme(document.documentElement.classList.contains("dark"), false);
 showEmpty();
 drawPreview(null);
-runtime.start().catch(showFatal);
+runtime.start().catch((error) => onRuntimeChange({ kind: "fatal", error }));
 window.mnistApp = { runtime, pad };   // a handle for debugging from the console (and for the tests)

@@ -1,8 +1,11 @@
-// The model runtime: one GPUDevice for the page, each exported model loaded once onto it and warmed up, and a fresh
-// device (with every model reloaded) if the GPU device is lost.
+// The model runtime: every exported model on two backends, WebGPU (one GPUDevice for the page) and WebAssembly SIMD
+// (on the CPU, in every browser). The WebAssembly backend loads first so the page can predict at once; once both are
+// warm, each model's runs are timed and the faster backend is used, unless the visitor picked one. A lost GPU device
+// falls back to WebAssembly while a fresh device is brought up.
 
 export const MODEL_NAMES = ["mnist_mlp", "mnist_convnet"];
-const WARMUP_RUNS = 3;
+export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
+const WARMUP_RUNS = 3, TIMED_RUNS = 7;
 
 export class NoWebGPUError extends Error {}
 
@@ -15,64 +18,140 @@ async function requestDevice() {
   return { device: await adapter.requestDevice(), adapterName };
 }
 
-/** One exported model: its metadata (the input contract) and, once loaded, its run(). */
+const message = (e) => (e instanceof Error ? e.message : String(e));
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** One exported model: its metadata (the input contract), its generated module and a run() per loaded backend. */
 export class Model {
   constructor(name) {
     this.name = name;
     this.base = new URL(`../${name}/`, import.meta.url);
     this.meta = null;
-    this.run = null;
-    this.error = null;
+    this.module = null;
+    this.loadError = null;              // the metadata or module could not load: no backend can run this model
+    this.backends = new Map();          // "webgpu" | "wasm" -> { run, ms: warm median of one run }
+    this.backendErrors = new Map();     // "webgpu" | "wasm" -> why it is not available
+    this.backend = null;                // the one in use
   }
 
-  async load(device) {
-    this.run = null;
-    this.error = null;
+  get run() { return this.backends.get(this.backend)?.run ?? null; }
+
+  /** Unusable: nothing loaded, and every backend that was tried failed. */
+  get error() {
+    if (this.loadError) return this.loadError;
+    if (this.backends.size || !this.backendErrors.has("wasm")) return null;
+    return [...this.backendErrors.values()].join("; ");
+  }
+
+  // files are asked for by content hash (written by the exporter), so neither the HTTP cache nor the offline cache
+  // can hand out an old copy; the metadata itself is always revalidated
+  versioned(file, hash) { return new URL(hash ? `${file}?v=${hash}` : file, this.base); }
+
+  async prepare() {
+    if (this.module) return;
     try {
-      if (!this.meta) {
-        const response = await fetch(new URL(`${this.name}.json`, this.base));
-        if (!response.ok) throw new Error(`${this.name}.json: HTTP ${response.status}`);
-        this.meta = await response.json();
-        if (!(this.meta.std > 0) || typeof this.meta.mean !== "number") throw new Error(`${this.name}.json has no input normalisation`);
-      }
-      const module = (await import(new URL(`${this.name}.js`, this.base))).default;
-      const run = await module.load(device, new URL(`${this.name}.safetensors`, this.base));
-      const zeros = new Float32Array(784).fill(-this.meta.mean / this.meta.std);
-      for (let i = 0; i < WARMUP_RUNS; i++) await run(zeros);   // pipelines compile on first use
-      this.run = run;
+      const response = await fetch(new URL(`${this.name}.json`, this.base), { cache: "no-cache" });
+      if (!response.ok) throw new Error(`${this.name}.json: HTTP ${response.status}`);
+      this.meta = await response.json();
+      if (!(this.meta.std > 0) || typeof this.meta.mean !== "number") throw new Error(`${this.name}.json has no input normalisation`);
+      this.module = (await import(this.versioned(`${this.name}.js`, this.meta.files?.module))).default;
     } catch (e) {
-      this.error = e instanceof Error ? e.message : String(e);
+      this.loadError = message(e);
     }
-    return this;
+  }
+
+  async loadBackend(kind, target) {
+    if (!this.module) return;
+    try {
+      const run = await this.module.load(target, this.versioned(`${this.name}.safetensors`, this.meta.files?.weights));
+      const blank = new Float32Array(784).fill(-this.meta.mean / this.meta.std);
+      for (let i = 0; i < WARMUP_RUNS; i++) await run(blank);   // pipelines compile and code tiers up on first use
+      this.backends.set(kind, { run, ms: Infinity });
+      this.backendErrors.delete(kind);
+    } catch (e) {
+      this.backends.delete(kind);
+      this.backendErrors.set(kind, message(e));
+    }
+  }
+
+  async time(kind) {
+    const backend = this.backends.get(kind), blank = new Float32Array(784).fill(-this.meta.mean / this.meta.std), times = [];
+    try {
+      for (let i = 0; i < TIMED_RUNS; i++) {
+        const start = performance.now();
+        await backend.run(blank);
+        times.push(performance.now() - start);
+      }
+      backend.ms = median(times);
+    } catch (e) {   // e.g. the GPU device was lost mid-way
+      this.backends.delete(kind);
+      this.backendErrors.set(kind, message(e));
+    }
+  }
+
+  /** The visitor's choice where it can run, otherwise the faster backend (WebAssembly until WebGPU has been timed). */
+  choose(preference) {
+    if (this.backends.has(preference)) this.backend = preference;
+    else this.backend = [...this.backends.entries()].sort((a, b) => a[1].ms - b[1].ms || (a[0] === "wasm" ? -1 : 1))[0]?.[0] ?? null;
   }
 }
 
-/** Loads every model onto one device; `onChange` hears about loading, readiness, errors and device loss. */
+/** Loads every model on both backends; `onChange` hears about loading, readiness, the choice, errors and device loss. */
 export class ModelRuntime {
-  constructor(onChange) {
+  constructor(onChange, preference = "auto") {
     this.models = new Map(MODEL_NAMES.map((n) => [n, new Model(n)]));
     this.onChange = onChange;
+    this.preference = preference;       // "auto" | "webgpu" | "wasm"
     this.device = null;
     this.adapterName = "";
+    this.gpuError = null;
     this.generation = 0;
+    this.settled = false;               // every backend tried, timed and chosen
+  }
+
+  setPreference(preference) {
+    this.preference = preference;
+    for (const m of this.models.values()) m.choose(preference);
+    this.onChange({ kind: "choice" });
   }
 
   async start() {
-    const generation = ++this.generation;
+    const models = [...this.models.values()];
     this.onChange({ kind: "loading" });
-    const { device, adapterName } = await requestDevice();
-    this.device = device;
-    this.adapterName = adapterName;
-    device.lost.then((info) => {
-      // the page never destroys its device, so any loss (a driver reset, a GPU process crash) means: start again
-      if (generation !== this.generation) return;
-      this.onChange({ kind: "lost", message: info.message });
-      this.start().catch((e) => this.onChange({ kind: "fatal", error: e }));
-    });
-    await Promise.all([...this.models.values()].map(async (m) => {
-      await m.load(device);
-      if (generation === this.generation) this.onChange({ kind: "model", model: m });
-    }));
-    if (generation === this.generation) this.onChange({ kind: "ready" });
+    await Promise.all(models.map((m) => m.prepare()));
+    await Promise.all(models.map((m) => m.loadBackend("wasm", "wasm")));
+    for (const m of models) { m.choose(this.preference); this.onChange({ kind: "model", model: m }); }
+    await this.startGPU();
+  }
+
+  async startGPU() {
+    const generation = ++this.generation, models = [...this.models.values()];
+    this.settled = false;
+    try {
+      const { device, adapterName } = await requestDevice();
+      Object.assign(this, { device, adapterName, gpuError: null });
+      device.lost.then((info) => {
+        // the page never destroys its device, so any loss (a driver reset, a GPU process crash) means: start again
+        if (generation !== this.generation) return;
+        for (const m of models) { m.backends.delete("webgpu"); m.choose(this.preference); }
+        this.onChange({ kind: "lost", message: info.message });
+        this.startGPU().catch((e) => this.onChange({ kind: "fatal", error: e }));
+      });
+      await Promise.all(models.map((m) => m.loadBackend("webgpu", device)));
+    } catch (e) {
+      this.gpuError = message(e);
+      for (const m of models) if (!m.loadError) m.backendErrors.set("webgpu", this.gpuError);
+      if (!(e instanceof NoWebGPUError)) console.warn("WebGPU:", e);
+    }
+    if (generation !== this.generation) return;
+    // timed one model and one backend at a time, so no measurement shares the CPU or GPU with another
+    for (const m of models) for (const kind of m.backends.keys()) await m.time(kind);
+    for (const m of models) m.choose(this.preference);
+    this.settled = true;
+    this.onChange({ kind: "ready" });
   }
 }
