@@ -6,7 +6,7 @@ PYTHON ?= python3
 # MNIST for tests and training: MNIST_DIR if set, else ../shared/mnist, else downloaded into .data/mnist
 MNIST_DIR ?= $(or $(wildcard $(abspath ../shared/mnist)),$(abspath .data/mnist))
 export MNIST_DIR
-APT_PACKAGES := clang libvulkan1 mesa-vulkan-drivers chromium
+APT_PACKAGES := clang lld libvulkan1 mesa-vulkan-drivers chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: serve test deps mnist css bench

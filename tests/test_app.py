@@ -1,4 +1,5 @@
-"""The drawing app, end to end in headless Chromium with WebGPU (SwiftShader): real mouse strokes in, predictions out."""
+"""The drawing app, end to end in headless Chromium (WebGPU on SwiftShader, or WebGPU disabled so that the page falls back
+to WebAssembly): real mouse strokes in, predictions out."""
 import json, shutil
 from pathlib import Path
 import numpy as np
@@ -15,6 +16,16 @@ def app():
   with serve(WEBAPP) as url, chromium() as browser:
     yield url, browser
 
+@pytest.fixture(scope="module")
+def no_webgpu_browser():
+  with chromium(webgpu=False) as browser:
+    yield browser
+
+def _use_backend(page, backend):
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+  page.get_by_test_id("backend-select").select_option(backend)
+  page.wait_for_function(f"document.body.dataset.backend === '{backend}'")
+
 def _probs(page):
   return [float(page.get_by_test_id(f"prob-{d}").get_attribute("data-value")) for d in range(10)]
 
@@ -22,11 +33,17 @@ def _select(page, name):
   page.get_by_test_id("model-select").select_option(name)
   page.wait_for_function("document.body.dataset.ready === 'true'")
 
+@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
-def test_drawn_mnist_digits_are_read_correctly(app, mnist_test_set, name):
+def test_drawn_mnist_digits_are_read_correctly(app, no_webgpu_browser, mnist_test_set, name, backend):
+  """On WebGPU (chosen by the visitor), and on WebAssembly in a browser where WebGPU is disabled (chosen by the page)."""
   url, browser = app
-  page = open_app(browser, url)
+  page = open_app(browser if backend == "webgpu" else no_webgpu_browser, url)
   _select(page, name)
+  if backend == "webgpu": _use_backend(page, "webgpu")
+  else:
+    page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+    assert page.evaluate("document.body.dataset.backend") == "wasm" and page.locator("#no-webgpu").is_visible()
   x, y = mnist_test_set
   rng = np.random.default_rng(7)
   picks = rng.choice(len(x), N_DRAWN, replace=False)
@@ -40,7 +57,7 @@ def test_drawn_mnist_digits_are_read_correctly(app, mnist_test_set, name):
     assert shown == str(int(np.argmax(probs))) and abs(sum(probs) - 1) < 1e-4      # the text and the bars agree
     if shown != str(y[i]): wrong.append((int(i), int(y[i]), shown))
   accuracy = 100 * (1 - len(wrong) / N_DRAWN)
-  print(f"{name}: {accuracy:.0f}% of {N_DRAWN} drawn digits; wrong (index, label, shown): {wrong}")
+  print(f"{name} on {backend}: {accuracy:.0f}% of {N_DRAWN} drawn digits; wrong (index, label, shown): {wrong}")
   assert accuracy >= 95, wrong
   assert not page.errors
 
@@ -152,27 +169,107 @@ def test_a_missing_model_is_reported_and_the_other_still_works(tmp_path):
     assert "Could not load" in page.locator("#model-info").text_content()
     assert "(unavailable)" in page.locator("option[value=mnist_mlp]").text_content()
 
-def test_without_webgpu_the_page_explains_and_still_draws(app):
+def test_without_webgpu_the_page_says_so_and_runs_on_webassembly(app, no_webgpu_browser, mnist_test_set):
   url, _ = app
-  with chromium(webgpu=False) as browser:
-    page = open_app(browser, url, wait_ready=False)
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Error')")
-    assert page.locator("#no-webgpu").is_visible()
-    assert "Chrome" in page.locator("#no-webgpu").text_content()
-    _stroke(page, 0.5, 0.2, 0.5, 0.8)
-    page.wait_for_timeout(200)
-    lit = page.get_by_test_id("preview").evaluate("c => c.getContext('2d').getImageData(0, 0, 28, 28).data.filter((v, i) => i % 4 == 0 && v > 0).length")
-    assert lit > 10 and page.get_by_test_id("prediction").text_content() == ""
+  page = open_app(no_webgpu_browser, url)
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+  assert page.locator("#no-webgpu").is_visible() and "WebAssembly" in page.locator("#no-webgpu").text_content()
+  assert page.get_by_test_id("status").text_content() == "Ready · WebAssembly"
+  assert "WebGPU unavailable" in page.get_by_test_id("backend").text_content()
+  assert "(unavailable)" in page.locator("#backend-select option[value=webgpu]").text_content()
+  page.get_by_test_id("backend-select").select_option("webgpu")             # asking for it cannot break the page
+  assert page.evaluate("document.body.dataset.backend") == "wasm"
+  x, y = mnist_test_set
+  draw_digit(page, x[4], 0.7, np.random.default_rng(4))
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[4])
+  assert page.get_by_test_id("inference-ms").text_content().endswith("WebAssembly") and not page.errors
 
-def test_recovers_from_a_lost_gpu_device(app, mnist_test_set):
+def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered(app, mnist_test_set):
   url, browser = app
-  page = open_app(browser, url)
+  context = browser.new_context()
+  page = context.new_page()
+  page.goto(url)
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+  timed = page.evaluate("[...mnistApp.runtime.models.values()].map(m => [m.name, m.backend, Object.fromEntries([...m.backends].map(([k, b]) => [k, b.ms]))])")
+  for name, chosen, ms in timed:
+    assert set(ms) == {"webgpu", "wasm"} and all(v > 0 for v in ms.values()), (name, ms)
+    assert chosen == min(ms, key=ms.get), (name, chosen, ms)
+  info = page.get_by_test_id("backend").text_content()
+  assert "WebGPU" in info and "WebAssembly" in info and "ms" in info
+  _use_backend(page, "webgpu")
+  assert page.get_by_test_id("status").text_content().startswith("Ready · WebGPU · ")          # with the adapter's name
+  x, y = mnist_test_set
+  draw_digit(page, x[5], 0.7, np.random.default_rng(5))
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[5])
+  assert page.get_by_test_id("inference-ms").text_content().endswith("WebGPU")
+  page.reload()
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+  assert page.get_by_test_id("backend-select").input_value() == "webgpu" and page.evaluate("document.body.dataset.backend") == "webgpu"
+  context.close()
+
+def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(app, mnist_test_set):
+  url, browser = app
+  context = browser.new_context()
+  page = context.new_page()
+  page.goto(url)
+  _use_backend(page, "webgpu")
   page.evaluate("mnistApp.runtime.device.destroy()")
-  page.wait_for_function("document.body.dataset.ready === 'true' && document.getElementById('status').textContent.startsWith('Ready')", timeout=60_000)
+  page.wait_for_function("document.body.dataset.backend === 'wasm'", timeout=10_000)   # the fallback takes over at once
   x, y = mnist_test_set
   draw_digit(page, x[2], 0.7, np.random.default_rng(2))
   wait_settled(page)
   assert page.get_by_test_id("prediction").text_content() == str(y[2])
+  page.wait_for_function("document.body.dataset.backend === 'webgpu' && document.body.dataset.settled === 'true'", timeout=60_000)
+  page.get_by_test_id("clear").click()
+  draw_digit(page, x[6], 0.7, np.random.default_rng(6))
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[6])
+  assert page.get_by_test_id("status").text_content().startswith("Ready · WebGPU")
+  context.close()
+
+def test_a_second_visit_works_offline(app, mnist_test_set):
+  url, browser = app
+  context = browser.new_context()
+  page = context.new_page()
+  page.goto(url)
+  page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)
+  context.set_offline(True)
+  page.reload()
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+  assert page.evaluate("fetch('never-cached.txt').then(() => 'online', () => 'offline')") == "offline"
+  x, y = mnist_test_set
+  for name in ("mnist_mlp", "mnist_convnet"):
+    _select(page, name)
+    page.get_by_test_id("clear").click()
+    draw_digit(page, x[7], 0.7, np.random.default_rng(7))
+    wait_settled(page)
+    assert page.get_by_test_id("prediction").text_content() == str(y[7]), name
+  context.close()
+
+def test_an_updated_model_is_not_stuck_behind_the_offline_cache(tmp_path, quick_exports):
+  """Visit, re-export the MLP (new weights, so new content hashes), visit again: the page runs the new model, online and
+  then offline, and never mixes the new metadata with old cached weights (which would fail the weights' hash check)."""
+  site = tmp_path / "site"
+  shutil.copytree(WEBAPP, site)
+  with serve(site) as url, chromium() as browser:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)
+    shutil.rmtree(site / "mnist_mlp")
+    shutil.copytree(quick_exports["mnist_mlp"][0], site / "mnist_mlp")
+    new = json.loads((site / "mnist_mlp" / "mnist_mlp.json").read_text())
+    for offline in (False, True):
+      context.set_offline(offline)
+      page.reload()
+      page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+      _select(page, "mnist_mlp")
+      info = page.locator("#model-info").text_content()
+      assert info.startswith(f"{new['test_accuracy']:.2f}%") and f"{new['params']:,}" in info, (offline, info)
+      assert page.evaluate("mnistApp.runtime.models.get('mnist_mlp').backends.size") == 2, offline
+    context.close()
 
 def test_try_a_sample_draws_a_real_digit(app):
   url, browser = app
@@ -221,19 +318,20 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(app):
   url, browser = app
   page = open_app(browser, url)
   reached = {}
-  for _ in range(20):
+  for _ in range(24):
     page.keyboard.press("Tab")
     focused = page.evaluate("""() => { const el = document.activeElement;
       return el && el.dataset.testid ? [el.dataset.testid, getComputedStyle(el).outlineStyle] : null; }""")
     if focused: reached[focused[0]] = focused[1]
-  for control in ("pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select"):
+  for control in ("pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "backend-select"):
     assert control in reached and reached[control] != "none", (control, reached)
   page.get_by_test_id("sample").focus()
   page.keyboard.press("Enter")                                              # usable, not only focusable
   wait_settled(page)
   assert page.get_by_test_id("prediction").text_content().isdigit()
 
-CONTROLS = ["canvas", "pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "prediction", "confidence", "inference-ms", "preview",
+CONTROLS = ["canvas", "pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "backend-select", "backend", "prediction",
+            "confidence", "inference-ms", "preview",
             "status", *(f"prob-{d}" for d in range(10))]
 
 @pytest.mark.parametrize("label, size", [("phone", (375, 667)), ("tablet", (768, 1024)), ("desktop", (1440, 900))])

@@ -82,6 +82,17 @@ def test_corrupting_one_tensor_changes_the_outputs_and_fails_verification(site, 
   assert np.abs(np.array(good) - np.array(changed)).max() > 1e-2
   assert "sha256 mismatch" in _run(page, url + "corrupt/", "mnist_mlp", 8)["error"]
 
+def test_a_tampered_webassembly_module_fails_verification(site):
+  root, url, page = site
+  bad = root / "tampered" / "mnist_convnet"
+  shutil.copytree(root / "fresh" / "mnist_convnet", bad)
+  (root / "tampered" / "mnist_test_images.bin").symlink_to(root / "mnist_test_images.bin")
+  wasm = bytearray((bad / "mnist_convnet.wasm").read_bytes())
+  wasm[-1] ^= 0xFF
+  (bad / "mnist_convnet.wasm").write_bytes(wasm)
+  assert "sha256 mismatch" in _run(page, url + "tampered/", "mnist_convnet", 1, backend="wasm")["error"]
+  assert "logits" in _run(page, url + "tampered/", "mnist_convnet", 1, backend="webgpu")      # the WebGPU path does not read it
+
 def test_missing_or_truncated_weights_are_clear_errors(site):
   root, url, page = site
   assert "HTTP 404" in _run(page, url + "fresh/", "mnist_mlp", 1, weights="fresh/mnist_mlp/nope.safetensors")["error"]
@@ -89,11 +100,12 @@ def test_missing_or_truncated_weights_are_clear_errors(site):
   err = _run(page, url + "fresh/", "mnist_mlp", 1, verify=False, weights="truncated.safetensors")["error"]
   assert "corrupt" in err or "truncated" in err
 
+@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
-def test_browser_accuracy_on_all_10000_equals_the_metadata(site, mnist_test_set, name):
-  """The committed model's advertised accuracy is what the page computes on the full test set."""
+def test_browser_accuracy_on_all_10000_equals_the_metadata(site, mnist_test_set, name, backend):
+  """The committed model's advertised accuracy is what the page computes on the full test set, on either backend."""
   _, url, page = site
-  result = _run(page, url, name, 10000)
+  result = _run(page, url, name, 10000, backend=backend)
   predictions = np.array(result["logits"]).reshape(10000, 10).argmax(1)
   accuracy = float((predictions == mnist_test_set[1]).mean() * 100)
   assert accuracy == pytest.approx(result["accuracy"], abs=1e-9)

@@ -28,7 +28,7 @@ def _float_state(model):
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_export_files_and_metadata(quick_exports, name):
   folder, metrics = quick_exports[name]
-  assert sorted(p.name for p in folder.iterdir()) == sorted(f"{name}.{ext}" for ext in ("js", "json", "safetensors"))
+  assert sorted(p.name for p in folder.iterdir()) == sorted(f"{name}.{ext}" for ext in ("js", "json", "safetensors", "wasm"))
   meta = json.loads((folder / f"{name}.json").read_text())
   weights = (folder / f"{name}.safetensors").read_bytes()
   assert meta["test_accuracy"] == metrics["test_accuracy"] and meta["mean"] == MEAN and meta["std"] == STD
@@ -39,6 +39,12 @@ def test_export_files_and_metadata(quick_exports, name):
   assert meta["config"]["model"] == metrics["config"]["model"] and meta["architecture"].startswith(("MLP", "CNN"))
   js = (folder / f"{name}.js").read_text()
   assert "enable f16" not in js and "shader-f16" not in js and meta["weights_sha256"] in js
+  wasm = (folder / f"{name}.wasm").read_bytes()
+  assert wasm[:4] == b"\0asm" and hashlib.sha256(wasm).hexdigest() in js
+  # the page asks for each file by its content hash
+  assert meta["files"] == {"module": hashlib.sha256(js.encode()).hexdigest()[:16], "weights": meta["weights_sha256"][:16],
+                           "wasm": hashlib.sha256(wasm).hexdigest()[:16]}
+  assert meta["backends"] == ["webgpu", "wasm"]
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
@@ -54,6 +60,40 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   used = {i for d in plan["dispatches"] for i in d["buffers"]}
   assert used == set(range(len(plan["buffers"])))                   # every buffer is read or written by some kernel
   assert [b["kind"] for b in plan["buffers"]].count("input") == 1 and [b["kind"] for b in plan["buffers"]].count("output") == 1
+  # the WebAssembly module reads the same weights file: every tensor at its own place in the arena, none overlapping
+  wasm_buffers = plan["wasm"]["buffers"]
+  assert {b["name"]: b["bytes"] for b in wasm_buffers if b["kind"] == "weight"} == {k: t.nbytes for k, t in tensors.items()}
+  spans = sorted((b["offset"], b["offset"] + b["bytes"]) for b in wasm_buffers)
+  assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(b["offset"] % 16 == 0 for b in wasm_buffers)
+
+def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_exports, mnist_test_set):
+  """The exporter's own pieces, outside a browser: render_c + compile_wasm give a module whose net() matches tinygrad."""
+  import subprocess
+  folder, _ = quick_exports["mnist_convnet"]
+  plan = read_plan(folder / "mnist_convnet.js")
+  probe = f"""
+    const fs = require("fs"), plan = {json.dumps(plan["wasm"])};
+    WebAssembly.instantiate(fs.readFileSync({str(folder / "mnist_convnet.wasm")!r})).then(({{instance}}) => {{
+      const {{ memory, arena, net }} = instance.exports, base = arena(), heap = new Uint8Array(memory.buffer);
+      const file = fs.readFileSync({str(folder / "mnist_convnet.safetensors")!r}), n = Number(file.readBigUInt64LE(0));
+      const header = JSON.parse(file.subarray(8, 8 + n)), data = file.subarray(8 + n);
+      for (const b of plan.buffers) if (b.kind === "weight") heap.set(data.subarray(...header[b.name].data_offsets), base + b.offset);
+      const input = plan.buffers.find(b => b.kind === "input"), output = plan.buffers.find(b => b.kind === "output");
+      heap.set(fs.readFileSync(0), base + input.offset);
+      net();
+      process.stdout.write(JSON.stringify(Array.from(new Float32Array(memory.buffer, base + output.offset, 10))));
+    }});"""
+  model, meta = build_model(folder)
+  from tinygrad import Tensor
+  for i in range(3):
+    x = ((mnist_test_set[0][i].astype(np.float32) / 255 - meta["mean"]) / meta["std"]).reshape(1, 1, 28, 28)
+    got = json.loads(subprocess.run(["node", "-e", probe], input=x.tobytes(), capture_output=True, check=True).stdout)
+    assert np.abs(np.array(got) - model(Tensor(x)).numpy()[0]).max() < 1e-4
+
+def test_a_missing_wasm_toolchain_is_a_clear_error(monkeypatch, tmp_path):
+  monkeypatch.setenv("PATH", str(tmp_path))   # no clang on it
+  with pytest.raises(export_utils.ExportError, match="apt-get install clang lld"):
+    export_utils.compile_wasm("void f(void) {}")
 
 def _fingerprint(folder:Path):
   return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
