@@ -43,14 +43,19 @@ PREPROCESS_LOOP = """async ([name, n]) => {
   return times;
 }"""
 
-# Arm a one-shot timer: from the stroke's pointerup to the moment the prediction for the final drawing has landed
+# Arm a one-shot timer: from the stroke's pointerup to the moment the prediction for the final drawing is on the page
+# (main.js sets body[data-busy] to "false" right after updating the text and the bars; a MutationObserver hears it at once)
 ARM_POINTER_UP = """() => new Promise((armed) => {
   window.__latency = new Promise((resolve) => {
     const canvas = document.querySelector('[data-testid=canvas]');
     canvas.addEventListener('pointerup', () => {
       const t0 = performance.now();
-      const check = () => document.body.dataset.busy === 'false' ? resolve(performance.now() - t0) : requestAnimationFrame(check);
-      requestAnimationFrame(check);
+      const observer = new MutationObserver(() => {
+        if (document.body.dataset.busy !== 'false') return;
+        observer.disconnect();
+        resolve(performance.now() - t0);
+      });
+      observer.observe(document.body, { attributes: true, attributeFilter: ['data-busy'] });
     }, { once: true, capture: true });
   });
   armed();

@@ -19,7 +19,7 @@ const runtime = new ModelRuntime(onRuntimeChange, remembered("backend", ["auto",
 const timings = new Map();   // "model/backend" -> recent inference times (ms), for the warm median
 const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input
 
-let dirty = true, busy = false, frameRequested = false, lastAnnounced = "";
+let dirty = true, urgent = false, busy = false, frameRequested = false, lastAnnounced = "";
 let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
 
 const selected = () => runtime.models.get(ui.modelSelect.value);
@@ -104,22 +104,28 @@ function onRuntimeChange(event) {
   }
 }
 
-function schedule() {
+// While a stroke is being drawn, at most one prediction per animation frame; once the drawing is final (pointer up,
+// clear, undo, a sample) its prediction starts at once instead of waiting for the next frame.
+function schedule(event) {
   dirty = true;
+  urgent ||= event?.detail?.final === true;
   document.body.dataset.busy = "true";
-  if (!frameRequested) { frameRequested = true; requestAnimationFrame(tick); }
+  if (urgent && !busy) queueMicrotask(tick);
+  else if (!frameRequested) { frameRequested = true; requestAnimationFrame(tick); }
 }
 
 async function tick() {
   frameRequested = false;
   if (busy || !dirty) return;
   dirty = false;
+  urgent = false;
   busy = true;
   try { await predict(); }
   catch (e) { setStatus(`Error: ${e.message ?? e}`, "error"); }
   finally {
     busy = false;
-    if (dirty) { frameRequested = true; requestAnimationFrame(tick); }
+    if (dirty && urgent) queueMicrotask(tick);
+    else if (dirty) { frameRequested = true; requestAnimationFrame(tick); }
     else if (!inputsOnTheirWay) document.body.dataset.busy = "false";   // tests and tools can wait for the prediction to settle
   }
 }
