@@ -1,5 +1,5 @@
 # make serve   - serve the app with the committed models on http://127.0.0.1:8000
-# make test    - install what the tests need (Debian packages, pip, npm), then run every test
+# make test    - install what the tests need (Debian packages, pip, npm), run every test, then each benchmark in short mode
 # make css     - rebuild webapp/css/app.css from webapp/css/input.css with the Tailwind CLI
 
 PYTHON ?= python3
@@ -26,6 +26,8 @@ mnist:
 test: deps mnist
 	node --test tests/js/
 	$(PYTHON) -m pytest -q tests
+	$(PYTHON) bench/bench_browser.py --quick
+	$(PYTHON) bench/bench_vs_tfjs.py --quick
 
 css:
 	npm run css --silent
@@ -33,3 +35,4 @@ css:
 bench: deps mnist
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_browser.py
+	$(PYTHON) bench/bench_vs_tfjs.py

@@ -1,0 +1,76 @@
+"""Our exported models against TensorFlow.js, same weights, same inputs, in the same headless Chromium run.
+
+  python bench/bench_vs_tfjs.py          # full run; writes bench/vs_tfjs.json
+  python bench/bench_vs_tfjs.py --quick  # a few runs of each (CI: proves the harness works)
+
+For each model: warm p50/p95 of one forward pass with readback on our two backends (the exporter's WebGPU and
+WebAssembly modules) and on TF.js 4's webgpu, webgl, cpu and wasm backends (npm dev dependencies, used only here),
+each TF.js result checked against ours (max |Δlogit|), and the ratio of the backend our page picks (the faster of
+ours) to the fastest TF.js backend: below 0.5 means we answer in less than half the time.
+"""
+import argparse, json, platform, sys
+from pathlib import Path
+import numpy as np
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from browser import serve, chromium
+
+MODELS = ["mnist_mlp", "mnist_convnet"]
+OURS, TFJS = ["ours-webgpu", "ours-wasm"], ["tfjs-webgpu", "tfjs-webgl", "tfjs-cpu", "tfjs-wasm"]
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--json", type=Path, default=ROOT / "bench" / "vs_tfjs.json")
+  args = ap.parse_args()
+  if not (ROOT / "node_modules" / "@tensorflow" / "tfjs-core").is_dir(): sys.exit("error: TF.js is missing; run `npm ci` first")
+  from training import load_mnist_numpy
+  images = load_mnist_numpy()[2][:16].reshape(16, 784)
+  n = 10 if args.quick else 200
+  with serve(ROOT) as url, chromium() as browser:
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(url + "bench/compare.html")
+    page.wait_for_function("globalThis.compareReady === true", timeout=60_000)
+    raw = page.evaluate("(args) => compare(args)", {"names": MODELS, "n": n, "images": images.tolist()})
+    browser_version = browser.version
+  if errors: sys.exit(f"error: the comparison page failed: {errors[0]}")
+  report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {cpu_name()}", "browser": f"headless Chromium {browser_version}",
+            "quick": args.quick, "runs": n, "models": {}}
+  for name, results in raw.items():
+    ours_logits = np.array(results["ours-wasm"]["logits"])
+    rows = {}
+    for backend, r in results.items():
+      if "error" in r: rows[backend] = {"error": r["error"]}; continue
+      rows[backend] = {"p50": float(np.percentile(r["times"], 50)), "p95": float(np.percentile(r["times"], 95)),
+                       "max_abs_diff_vs_ours": float(np.abs(np.array(r["logits"]) - ours_logits).max())}
+    ok = {k: v for k, v in rows.items() if "p50" in v}
+    ours = min((k for k in OURS if k in ok), key=lambda k: ok[k]["p50"])
+    best_tfjs = min((k for k in TFJS if k in ok), key=lambda k: ok[k]["p50"], default=None)
+    report["models"][name] = {"backends": rows, "ours_chosen": ours, "fastest_tfjs": best_tfjs,
+                              "ratio_p50": ok[ours]["p50"] / ok[best_tfjs]["p50"] if best_tfjs else None,
+                              "ratio_p95": ok[ours]["p95"] / ok[best_tfjs]["p95"] if best_tfjs else None}
+  print(f"{report['browser']} on {report['machine']}; {n} warm runs each, one forward pass with readback\n")
+  print("| model | backend | p50 | p95 | max abs diff vs ours |\n|---|---|---|---|---|")
+  for name, m in report["models"].items():
+    for backend, r in m["backends"].items():
+      if "error" in r: print(f"| {name} | {backend} | failed: {r['error']} | | |"); continue
+      print(f"| {name} | {backend}{' (page picks)' if backend == m['ours_chosen'] else ''} | {r['p50']:.2f} ms | {r['p95']:.2f} ms | "
+            f"{r['max_abs_diff_vs_ours']:.1e} |")
+  print("\n| model | ours (page's pick) | fastest TF.js | ratio p50 | ratio p95 |\n|---|---|---|---|---|")
+  for name, m in report["models"].items():
+    if m["fastest_tfjs"] is None: print(f"| {name} | {m['ours_chosen']} | none ran | | |")
+    else: print(f"| {name} | {m['ours_chosen']} | {m['fastest_tfjs']} | {m['ratio_p50']:.2f} | {m['ratio_p95']:.2f} |")
+  bad = [(name, b, r["max_abs_diff_vs_ours"]) for name, m in report["models"].items() for b, r in m["backends"].items()
+         if r.get("max_abs_diff_vs_ours", 0) > 1e-2]
+  if bad: sys.exit(f"error: results disagree with ours (not the same model?): {bad}")
+  if not args.quick: args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+def cpu_name() -> str:
+  try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+  except (OSError, StopIteration): return "unknown CPU"
+
+if __name__ == "__main__":
+  main()

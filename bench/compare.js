@@ -1,0 +1,103 @@
+// One forward pass with readback, timed warm, for the same weights and the same inputs: the exported modules on their
+// two backends (WebGPU, WebAssembly) against TensorFlow.js on each of its backends (webgpu, webgl, cpu, wasm).
+// TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
+// with the weights read from the exporter's safetensors file.
+
+const tf = globalThis.tf;
+const MODELS = new URL("../webapp/", import.meta.url);
+
+function readSafetensors(bytes) {
+  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  const tensors = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") continue;
+    const { dtype, shape, data_offsets: [a, b] } = entry;
+    if (dtype !== "F32") throw new Error(`${name}: ${dtype}`);
+    tensors[name] = { shape, data: new Float32Array(bytes.slice(8 + n + a, 8 + n + b).buffer) };
+  }
+  return tensors;
+}
+
+// the two architectures of mnist_mlp.py and mnist_convnet.py (ReLU), layer by layer from the state dict's names
+function tfForward(meta, weights) {
+  if (meta.config.model.act !== "relu") throw new Error("the TF.js graph here is written for ReLU models");
+  const index = [...new Set(Object.keys(weights).map((k) => Number(k.split(".")[1])))].sort((a, b) => a - b);
+  const w = (i, part) => weights[`layers.${i}.${part}`];
+  const layers = index.map((i) => {
+    if (w(i, "running_mean")) {   // batch norm at inference, as a per-channel scale and shift
+      const scale = w(i, "weight").data.map((g, c) => g / Math.sqrt(w(i, "running_var").data[c] + 1e-5));
+      const shift = w(i, "bias").data.map((b, c) => b - w(i, "running_mean").data[c] * scale[c]);
+      return { kind: "bn", scale: tf.tensor1d(scale), shift: tf.tensor1d(shift) };
+    }
+    const { shape, data } = w(i, "weight");
+    if (shape.length === 4) return { kind: "conv", w: tf.transpose(tf.tensor4d(data, shape), [2, 3, 1, 0]), b: tf.tensor1d(w(i, "bias").data) };
+    return { kind: "linear", w: tf.transpose(tf.tensor2d(data, shape)), b: tf.tensor1d(w(i, "bias").data) };
+  });
+  const hasBN = layers.some((l) => l.kind === "bn");
+  return (input) => tf.tidy(() => {
+    let x = tf.tensor4d(input, [1, 1, 28, 28]), convs = 0;
+    x = layers[0].kind === "conv" ? tf.transpose(x, [0, 2, 3, 1]) : tf.reshape(x, [1, 784]);
+    layers.forEach((l, j) => {
+      if (l.kind === "conv") x = tf.relu(tf.add(tf.conv2d(x, l.w, 1, "valid"), l.b));
+      else if (l.kind === "bn") x = tf.add(tf.mul(x, l.scale), l.shift);
+      else {
+        if (x.rank === 4) x = tf.reshape(tf.transpose(x, [0, 3, 1, 2]), [1, -1]);   // flatten in tinygrad's NCHW order
+        x = tf.add(tf.matMul(x, l.w), l.b);
+        if (j < layers.length - 1) x = tf.relu(x);
+      }
+      if (l.kind === "conv") convs++;
+      const blockEnd = convs % 2 === 0 && convs > 0 && (hasBN ? l.kind === "bn" : l.kind === "conv");
+      if (blockEnd) x = tf.maxPool(x, 2, 2, "valid");
+    });
+    return x;
+  });
+}
+
+async function time(run, inputs, n) {
+  for (let i = 0; i < 5; i++) await run(inputs[i % inputs.length]);   // warm: compile, upload, tier up
+  const times = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await run(inputs[i % inputs.length]);
+    times.push(performance.now() - t);
+  }
+  return times;
+}
+
+async function device() {
+  const adapter = await navigator.gpu?.requestAdapter();
+  return adapter ? adapter.requestDevice() : null;
+}
+
+/** {model: {backend: {times, logits (first input), error}}} for our two backends and TF.js's four. */
+globalThis.compare = async function compare({ names, n, images }) {
+  tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
+  const gpu = await device(), results = {};
+  for (const name of names) {
+    const meta = await (await fetch(new URL(`${name}/${name}.json`, MODELS))).json();
+    const weightsUrl = new URL(`${name}/${name}.safetensors`, MODELS);
+    const inputs = images.map((img) => Float32Array.from(img, (p) => (p / 255 - meta.mean) / meta.std));
+    const module = (await import(new URL(`${name}/${name}.js`, MODELS))).default;
+    const result = results[name] = {};
+    for (const backend of ["webgpu", "wasm"]) {
+      try {
+        if (backend === "webgpu" && !gpu) throw new Error("no WebGPU adapter");
+        const run = await module.load(backend === "wasm" ? "wasm" : gpu, weightsUrl);
+        result[`ours-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
+      } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
+    }
+    const weights = readSafetensors(new Uint8Array(await (await fetch(weightsUrl)).arrayBuffer()));
+    for (const backend of ["webgpu", "webgl", "cpu", "wasm"]) {
+      try {
+        if (!(await tf.setBackend(backend))) throw new Error("backend failed to initialise");
+        await tf.ready();
+        const forward = tfForward(meta, weights);
+        const run = async (x) => { const y = forward(x), logits = await y.data(); y.dispose(); return logits; };
+        result[`tfjs-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
+      } catch (e) { result[`tfjs-${backend}`] = { error: e.message }; }
+    }
+  }
+  return results;
+};
+globalThis.compareReady = true;
