@@ -74,3 +74,16 @@ def test_the_page_requests_nothing_from_other_origins(mnist_test_set):
     shell = sum((ROOT / "webapp" / p).stat().st_size for p in ("index.html", "css/app.css")) + \
             sum(f.stat().st_size for f in (ROOT / "webapp" / "js").glob("*.js"))
     assert shell <= 100 * 1024                        # the page shell (no weights) stays under 100 KB
+
+def test_the_offline_cache_lists_every_file_the_page_needs():
+  """sw.js precaches a fixed list: it must name every shell file and exactly the models the page loads."""
+  sw = (ROOT / "webapp" / "sw.js").read_text()
+  strings = lambda name, text: re.findall(r'"([^"]+)"', re.search(rf"const {name} = \[(.*?)\];", text, re.S).group(1))
+  shell = set(strings("SHELL", sw))
+  webapp = ROOT / "webapp"
+  needed = {"./", "css/app.css", *(p.relative_to(webapp).as_posix() for p in (webapp / "js").glob("*.js")),
+            *(p.relative_to(webapp).as_posix() for p in (webapp / "samples").iterdir())}
+  assert shell == needed
+  assert all((webapp / f).is_file() for f in shell - {"./"})
+  models_js = (webapp / "js" / "models.js").read_text()
+  assert strings("MODELS", sw) == strings("MODEL_NAMES", models_js)

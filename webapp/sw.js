@@ -1,16 +1,17 @@
-// Offline support. Same-origin GETs go to the network first (so a visitor online always gets the newest page and
-// metadata) and fall back to the cache when it is unreachable. Files asked for with ?v=<content hash> (the models'
-// modules, weights and WebAssembly) never change under their URL, so a cached copy is served first; when a model is
-// re-exported its URLs change, and the old copies are dropped as the new ones are stored.
+// Offline support. Installing caches the page and every model (the model files named by the content hashes in their
+// metadata), so once this worker is active a second visit works with no network. Same-origin GETs then go to the
+// network first (a visitor online always gets the newest page and metadata) and fall back to the cache. Files asked for
+// with ?v=<content hash> never change under their URL, so a cached copy is served first; a re-exported model has new
+// URLs, and its old copies are dropped as the new ones are stored.
 const CACHE = "mnist-app-v1";
+const SHELL = ["./", "css/app.css", "js/main.js", "js/drawing.js", "js/preprocess.js", "js/models.js", "js/chart.js",
+               "samples/mnist_test_samples.bin"];
+const MODELS = ["mnist_mlp", "mnist_convnet"];   // as in js/models.js (a test keeps the two lists equal)
 
-self.addEventListener("install", () => self.skipWaiting());
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
-
-const isVersioned = (url) => new URL(url).searchParams.has("v");
+const isVersioned = (url) => new URL(url, self.location.href).searchParams.has("v");
 
 async function store(cache, request, response) {
-  const url = new URL(request.url ?? request);
+  const url = new URL(request.url, self.location.href);
   if (isVersioned(url)) {
     for (const old of await cache.keys()) {
       const o = new URL(old.url);
@@ -19,6 +20,30 @@ async function store(cache, request, response) {
   }
   await cache.put(request, response);
 }
+
+async function fetchAndStore(cache, url) {
+  const request = new Request(url, { cache: "no-cache" });
+  const response = await fetch(request);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  await store(cache, new Request(url), response.clone());
+  return response;
+}
+
+// A model that cannot be fetched now (or a missing file) is skipped, not fatal: the rest still works offline.
+async function precache() {
+  const cache = await caches.open(CACHE);
+  const models = MODELS.map(async (name) => {
+    const meta = await (await fetchAndStore(cache, `${name}/${name}.json`)).json();
+    const { module, weights, wasm } = meta.files;
+    await Promise.all([`${name}/${name}.js?v=${module}`, `${name}/${name}.safetensors?v=${weights}`, `${name}/${name}.wasm?v=${wasm}`]
+      .map((url) => fetchAndStore(cache, url)));
+  });
+  const results = await Promise.allSettled([...SHELL.map((url) => fetchAndStore(cache, url)), ...models]);
+  for (const r of results) if (r.status === "rejected") console.warn("offline cache:", r.reason?.message ?? r.reason);
+}
+
+self.addEventListener("install", (event) => event.waitUntil(precache().then(() => self.skipWaiting())));
+self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
 async function respond(request) {
   const cache = await caches.open(CACHE);
@@ -40,23 +65,4 @@ async function respond(request) {
 self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || new URL(event.request.url).origin !== self.location.origin) return;
   event.respondWith(respond(event.request));
-});
-
-// The page sends what it loaded before this worker controlled it; the reply says when all of it is stored.
-self.addEventListener("message", (event) => {
-  const urls = event.data?.cache;
-  if (!Array.isArray(urls)) return;
-  event.waitUntil((async () => {
-    const cache = await caches.open(CACHE);
-    let ok = true;
-    for (const url of new Set(urls)) {
-      if (new URL(url).origin !== self.location.origin || await cache.match(url)) continue;
-      try {
-        const response = await fetch(url);
-        if (response.ok) await store(cache, url, response);
-        else ok = false;
-      } catch { ok = false; }
-    }
-    event.ports[0]?.postMessage({ ok });
-  })());
 });

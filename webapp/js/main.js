@@ -100,7 +100,7 @@ function onRuntimeChange(event) {
     }
     updateReadiness();
     if (event.kind === "lost") setStatus(`GPU device lost, recovering… (${BACKEND_NAMES[selected().backend] ?? "nothing"} meanwhile)`, "error");
-    if (event.kind === "ready") cacheForOffline();
+    if (event.kind === "ready") enableOffline();
   }
 }
 
@@ -226,22 +226,19 @@ function setTheme(dark, save) {
   if (save) remember("theme", dark ? "dark" : "light");
 }
 
-// Offline: a service worker keeps what this visit loaded (page, code, models) and serves it when the network is gone.
-// Files the page loaded before the worker took control are handed to it once the models are ready.
-async function cacheForOffline() {
-  if (!("serviceWorker" in navigator) || document.body.dataset.offline === "ready") return;
+// Offline: a service worker caches the page and the models (see sw.js). Registered once the models are ready, so that
+// its downloads never compete with the first visit's own; body[data-offline] says when a second visit can go without
+// the network.
+async function enableOffline() {
+  if (!("serviceWorker" in navigator) || document.body.dataset.offline) return;
+  document.body.dataset.offline = "installing";
   try {
-    const registration = await navigator.serviceWorker.register(new URL("../sw.js", import.meta.url), { scope: new URL("../", import.meta.url).pathname });
-    const worker = registration.active ?? (await navigator.serviceWorker.ready).active;
-    const urls = [location.href.split("#")[0], ...performance.getEntriesByType("resource").map((e) => e.name)]
-      .filter((u) => new URL(u).origin === location.origin);
-    const done = new MessageChannel();
-    const reply = new Promise((resolve) => { done.port1.onmessage = (e) => resolve(e.data); });
-    worker.postMessage({ cache: urls }, [done.port2]);
-    const result = await reply;
-    document.body.dataset.offline = result.ok ? "ready" : "failed";
+    await navigator.serviceWorker.register(new URL("../sw.js", import.meta.url), { scope: new URL("../", import.meta.url).pathname });
+    await navigator.serviceWorker.ready;
+    document.body.dataset.offline = "ready";
   } catch (e) {
-    document.body.dataset.offline = "failed";   // e.g. offline now and sw.js unreachable: the worker already installed keeps serving
+    document.body.dataset.offline = "failed";   // e.g. offline now with sw.js unreachable: a worker already installed keeps serving
+    console.warn("offline support:", e);
   }
 }
 
