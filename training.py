@@ -236,6 +236,7 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
   from export_utils import export_model, ExportError
   try:
     out_dir, do_export = Path(knob("OUT", "webapp")), knob("EXPORT", 1, choices=(0, 1))
+    wasm_beam = knob("WASM_BEAM", 0, lo=0, hi=32)
     checkpoint, load = knob("CHECKPOINT", ""), knob("LOAD", "")
     if load: cfg, training_info = read_checkpoint_info(load)
     else:
@@ -262,7 +263,7 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
       save_checkpoint(model, cfg, training_info, checkpoint)
       print(f"checkpoint: {checkpoint}")
     if do_export:
-      folder = export_model(model, name, out_dir, metadata={
+      folder = export_model(model, name, out_dir, wasm_beam=wasm_beam, metadata={
         "test_accuracy": accuracy, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
       print(f"exported to {folder}/")
     result = {"name": name, "test_accuracy": accuracy, "params": n_params, "device": Device.DEFAULT, "config": cfg,

@@ -18,6 +18,7 @@ def previous_export(quick_exports, tmp_path):
   ({"LR": "fast"}, "LR='fast' is not a valid float"),
   ({"LR": "nan"}, "LR=nan must be a finite number"),
   ({"OPT": "adamax"}, "OPT='adamax' must be one of"),
+  ({"WASM_BEAM": "-1"}, "WASM_BEAM=-1 must be >= 0"),
   ({"MNIST_DIR": "/nonexistent/mnist"}, "MNIST_DIR=/nonexistent/mnist is not a folder"),
 ])
 @pytest.mark.parametrize("script", ["mnist_mlp.py", "mnist_convnet.py"])
