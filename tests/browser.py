@@ -14,6 +14,12 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     self.send_header("Cache-Control", "no-store")
     super().end_headers()
 
+class _Server(http.server.ThreadingHTTPServer):
+  def handle_error(self, request, client_address):
+    import sys
+    # a browser closed mid-download (e.g. the service worker still caching): not an error of the page
+    if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)): super().handle_error(request, client_address)
+
 @contextlib.contextmanager
 def serve(folder:Path, mount:str="/"):
   """Serve `folder` at http://127.0.0.1:PORT{mount}; yields the base URL (ending in '/')."""
@@ -22,7 +28,7 @@ def serve(folder:Path, mount:str="/"):
     def translate_path(self, path):
       if mount != "/" and not path.startswith(mount + "/"): return str(Path(folder) / "__not_found__")
       return super().translate_path(path[len(mount):] if mount != "/" else path)
-  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+  server = _Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
   thread = threading.Thread(target=server.serve_forever, daemon=True)
   thread.start()
   try: yield f"http://127.0.0.1:{server.server_address[1]}{mount.rstrip('/')}/"

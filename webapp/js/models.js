@@ -9,13 +9,19 @@ const WARMUP_RUNS = 3, TIMED_RUNS = 7;
 
 export class NoWebGPUError extends Error {}
 
+// a blocklisted or wedged GPU process can leave these promises pending forever; the page must still settle
+function answerWithin(promise, what, ms = 10_000) {
+  const late = new Promise((_, reject) => setTimeout(() => reject(new NoWebGPUError(`${what} did not answer in ${ms / 1000} s`)), ms));
+  return Promise.race([promise, late]);
+}
+
 async function requestDevice() {
   if (!navigator.gpu) throw new NoWebGPUError("this browser has no WebGPU (navigator.gpu is missing)");
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const adapter = await answerWithin(navigator.gpu.requestAdapter({ powerPreference: "high-performance" }), "requestAdapter()");
   if (!adapter) throw new NoWebGPUError("WebGPU found no usable GPU adapter");
   const info = adapter.info ?? {};
   const adapterName = [info.vendor, info.architecture || info.description].filter(Boolean).join(" ") || "GPU";
-  return { device: await adapter.requestDevice(), adapterName };
+  return { device: await answerWithin(adapter.requestDevice(), "requestDevice()"), adapterName };
 }
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
