@@ -144,6 +144,7 @@ export class ModelRuntime {
         // the page never destroys its device, so any loss (a driver reset, a GPU process crash) means: start again
         if (generation !== this.generation) return;
         for (const m of models) { m.backends.delete("webgpu"); m.choose(this.preference); }
+        this.settled = false;
         this.onChange({ kind: "lost", message: info.message });
         this.startGPU().catch((e) => this.onChange({ kind: "fatal", error: e }));
       });
