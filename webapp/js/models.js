@@ -46,6 +46,9 @@ export class Model {
 
   get run() { return this.backends.get(this.backend)?.run ?? null; }
 
+  /** An empty canvas, normalised: what warm-up and timing runs feed the model. */
+  get blank() { return new Float32Array(784).fill(-this.meta.mean / this.meta.std); }
+
   /** Unusable: nothing loaded, and every backend that was tried failed. */
   get error() {
     if (this.loadError) return this.loadError;
@@ -74,8 +77,7 @@ export class Model {
     if (!this.module) return;
     try {
       const run = await this.module.load(target, this.versioned(`${this.name}.safetensors`, this.meta.files?.weights));
-      const blank = new Float32Array(784).fill(-this.meta.mean / this.meta.std);
-      for (let i = 0; i < WARMUP_RUNS; i++) await run(blank);   // pipelines compile and code tiers up on first use
+      for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
       this.backendErrors.delete(kind);
     } catch (e) {
@@ -85,11 +87,11 @@ export class Model {
   }
 
   async time(kind) {
-    const backend = this.backends.get(kind), blank = new Float32Array(784).fill(-this.meta.mean / this.meta.std), times = [];
+    const backend = this.backends.get(kind), input = this.blank, times = [];
     try {
       for (let i = 0; i < TIMED_RUNS; i++) {
         const start = performance.now();
-        await backend.run(blank);
+        await backend.run(input);
         times.push(performance.now() - start);
       }
       backend.ms = median(times);
