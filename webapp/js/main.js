@@ -3,7 +3,7 @@
 import { DrawingPad, INK_SIZE } from "./drawing.js";
 import { preprocess } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
-import { ModelRuntime, BACKEND_NAMES } from "./models.js";
+import { ModelRuntime, BACKEND_NAMES, median } from "./models.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -142,11 +142,6 @@ function drawPreview(image) {
 function softmax(logits) {
   const max = Math.max(...logits), exps = Array.from(logits, (v) => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b, 0);
   return exps.map((v) => v / sum);
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 function showEmpty() {

@@ -26,7 +26,7 @@ async function requestDevice() {
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
 
-function median(values) {
+export function median(values) {
   const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
