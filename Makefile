@@ -1,8 +1,13 @@
 # make serve   - serve the app with the committed models on http://127.0.0.1:8000
-# make test    - install what the tests need (Debian packages, pip, npm), run every test, then each benchmark in short mode
+# make test    - install what the tests need (Debian packages; pip into .venv; npm), run every test, then each benchmark
+#                in short mode
 # make css     - rebuild webapp/css/app.css from webapp/css/input.css with the Tailwind CLI
 
-PYTHON ?= python3
+# Every Python tool the tests and benchmarks use comes from this virtual environment, created by `make deps` from
+# requirements-dev.txt; its bin/ goes first on PATH so that tests find its command-line tools (zizmor) too.
+VENV ?= .venv
+PYTHON := $(abspath $(VENV))/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 # MNIST for tests and training: MNIST_DIR if set, else ../shared/mnist, else downloaded into .data/mnist
 MNIST_DIR ?= $(or $(wildcard $(abspath ../shared/mnist)),$(abspath .data/mnist))
 export MNIST_DIR
@@ -12,11 +17,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: serve test deps mnist css bench
 
 serve:
-	$(PYTHON) -m http.server 8000 --bind 127.0.0.1 --directory webapp
+	python3 -m http.server 8000 --bind 127.0.0.1 --directory webapp
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	[ -x $(PYTHON) ] || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	[ -d node_modules ] || npm ci --silent --no-audit --no-fund
 

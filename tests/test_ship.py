@@ -1,6 +1,7 @@
 """Shipping: workflows lint clean, the README's commands are the ones CI runs, the site works from a sub-path,
 weights are real files (not Git LFS pointers)."""
 import json, re, subprocess, sys
+from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
@@ -14,7 +15,10 @@ def test_workflows_validate_against_the_schema():
   assert proc.returncode == 0, proc.stdout + proc.stderr
 
 def test_workflows_pass_zizmor():
-  proc = subprocess.run(["zizmor", "--offline", "--min-severity", "low", *map(str, WORKFLOWS)], capture_output=True, text=True)
+  # the one next to this Python (the project's .venv), never one that happens to be on the machine
+  zizmor = Path(sys.executable).with_name("zizmor")
+  assert zizmor.exists(), f"zizmor is not installed in {Path(sys.executable).parent}: run make deps"
+  proc = subprocess.run([str(zizmor), "--offline", "--min-severity", "low", *map(str, WORKFLOWS)], capture_output=True, text=True)
   assert proc.returncode == 0, proc.stdout + proc.stderr
 
 def test_pages_deploys_webapp_only_after_the_tests():
