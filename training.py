@@ -1,22 +1,19 @@
-"""Everything the two MNIST scripts share: knobs, data, augmentation, the training loop, evaluation, export call.
+"""What the two MNIST scripts share: knobs, augmentation, optimisers and schedules, the training loop, evaluation,
+checkpoints, and their common main (train, round to the stored precision, evaluate, export). The data and the input
+contract are in mnist_data.py, the export in export_utils.py.
 
 A model is any callable `model(x) -> logits` whose input is a normalised (N, 1, 28, 28) float batch. Training
 runs in one `@TinyJit` step; batches are sampled, augmented and normalised on the device inside that step.
 """
-import gzip, json, math, os, sys, time
+import json, math, os, sys, time
 from pathlib import Path
 import numpy as np
 from tinygrad import Tensor, TinyJit, nn, Device, Context, dtypes
 from tinygrad.helpers import getenv, trange
 from safetensors.numpy import save_file
-from tinygrad.nn.state import get_state_dict, get_parameters, safe_load, load_state_dict
-
-# MNIST training-set pixel statistics. The exporter writes them into each model's metadata; the page reads them there.
-MEAN, STD = 0.1307, 0.3081
-IMAGE_SIZE = 28
-
-class UserError(Exception):
-  """A problem with the user's input (env vars, data, paths): reported as one line, no traceback."""
+from tinygrad.nn.state import get_state_dict, get_parameters, load_state_dict
+from mnist_data import IMAGE_SIZE, UserError, load_mnist, normalize
+from export_utils import ExportError, WEIGHT_DTYPES, export_model, round_weights
 
 # ---------------------------------------------------------------- knobs
 
@@ -45,57 +42,6 @@ def training_knobs(defaults:dict) -> dict:
     "thicken_p": knob("THICKEN", d["THICKEN"], lo=0.0, hi=1.0), "thin_p": knob("THIN", d["THIN"], lo=0.0, hi=1.0),
     "seed": knob("SEED", d["SEED"]),
   }
-
-# ---------------------------------------------------------------- data
-
-MNIST_FILES = {"train_images": ("train-images-idx3-ubyte.gz", 2051, 60000), "train_labels": ("train-labels-idx1-ubyte.gz", 2049, 60000),
-               "test_images": ("t10k-images-idx3-ubyte.gz", 2051, 10000), "test_labels": ("t10k-labels-idx1-ubyte.gz", 2049, 10000)}
-
-def _read_idx(path:Path, magic:int, count:int) -> np.ndarray:
-  try: raw = gzip.decompress(path.read_bytes())
-  except FileNotFoundError: raise UserError(f"MNIST_DIR={path.parent}: missing {path.name}") from None
-  except (OSError, EOFError, gzip.BadGzipFile) as e: raise UserError(f"MNIST_DIR={path.parent}: {path.name} is not a readable gzip file ({e})") from None
-  header = 16 if magic == 2051 else 8
-  fields = np.frombuffer(raw[:header], dtype=">u4") if len(raw) >= header else np.zeros(0)
-  want = [magic, count] + ([IMAGE_SIZE, IMAGE_SIZE] if magic == 2051 else [])
-  if fields.tolist() != want or len(raw) != header + count * (IMAGE_SIZE**2 if magic == 2051 else 1):
-    raise UserError(f"MNIST_DIR={path.parent}: {path.name} is corrupt (header {fields.tolist()}, {len(raw)} bytes; expected {want})")
-  data = np.frombuffer(raw, dtype=np.uint8, offset=header).copy()  # a writable copy: CUDA copies fail on read-only memory
-  return data.reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE) if magic == 2051 else data
-
-MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"   # where tinygrad's own loader downloads from
-
-def download_mnist(folder:str):
-  """Fetch the four MNIST files into `folder` (for a MNIST_DIR on a machine with internet)."""
-  import urllib.request
-  Path(folder).mkdir(parents=True, exist_ok=True)
-  for name, _, _ in MNIST_FILES.values():
-    print(f"downloading {name}")
-    urllib.request.urlretrieve(MNIST_URL + name, Path(folder) / f".{name}.part")
-    os.replace(Path(folder) / f".{name}.part", Path(folder) / name)
-
-def load_mnist_numpy() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """(X_train, Y_train, X_test, Y_test) as uint8 arrays, X of shape (N, 1, 28, 28): from MNIST_DIR, else tinygrad's download."""
-  if mnist_dir := os.environ.get("MNIST_DIR"):
-    folder = Path(mnist_dir)
-    if not folder.is_dir(): raise UserError(f"MNIST_DIR={mnist_dir} is not a folder (it should hold the four *-ubyte.gz MNIST files)")
-    x_tr, y_tr, x_te, y_te = (_read_idx(folder / name, magic, count) for name, magic, count in MNIST_FILES.values())
-  else:
-    from tinygrad.nn.datasets import mnist
-    try: x_tr, y_tr, x_te, y_te = (t.numpy().copy() for t in mnist(device="CPU"))
-    except Exception as e: raise UserError(f"could not download MNIST ({type(e).__name__}); set MNIST_DIR to a folder with the four *-ubyte.gz files") from None
-  if len(x_tr) != 60000 or len(x_te) != 10000 or y_tr.max() > 9 or y_te.max() > 9: raise UserError("MNIST data has the wrong shape or labels")
-  return x_tr, y_tr, x_te, y_te
-
-def load_mnist(device:str|None=None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-  """The four MNIST arrays as tinygrad Tensors on `device`: images uint8 (N, 1, 28, 28), labels int32."""
-  x_tr, y_tr, x_te, y_te = load_mnist_numpy()
-  return (Tensor(x_tr, device=device), Tensor(y_tr.astype(np.int32), device=device),
-          Tensor(x_te, device=device), Tensor(y_te.astype(np.int32), device=device))
-
-def normalize(x:Tensor) -> Tensor:
-  """uint8 pixels (or floats in [0, 1]) -> the model's input contract: (pixel/255 - MEAN) / STD."""
-  return ((x.float() / 255 if x.dtype == dtypes.uint8 else x) - MEAN) / STD
 
 # ---------------------------------------------------------------- augmentation (pure tensor ops: it runs inside the JIT'd step)
 
@@ -210,13 +156,24 @@ def save_checkpoint(model, cfg:dict, training_info:dict, path:str):
 def load_weights(model, path:str):
   """Load weights saved by CHECKPOINT= or by the exporter. The exporter leaves out integer bookkeeping tensors
   (batch norm's step counter) that inference never reads, so only float tensors must be present."""
-  state = safe_load(path)
+  # exported weights may be stored as float16: widen them to the model's float32
+  from safetensors.numpy import load_file
+  try: arrays = load_file(path)
+  except (OSError, ValueError) as e: raise UserError(f"{path}: not a readable safetensors file ({e})") from None
+  state = {k: Tensor(a.astype(np.float32) if a.dtype == np.float16 else a) for k, a in arrays.items()}
   expected = {k for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
   if missing := sorted(expected - set(state)): raise UserError(f"{path}: missing tensors {', '.join(missing)}")
   load_state_dict(model, state, strict=False, verbose=False)
   return model
 
 def read_checkpoint_info(path:str) -> tuple[dict, dict]:
+  """How the weights at `path` were trained: from a checkpoint's own header, or from an export's metadata beside it."""
+  exported = Path(path).with_suffix(".json")
+  if Path(path).suffix == ".safetensors" and exported.is_file():
+    try:
+      meta = json.loads(exported.read_text())
+      return meta["config"], meta["training"]
+    except (ValueError, KeyError) as e: raise UserError(f"LOAD={path}: {exported.name} is not an export's metadata ({type(e).__name__}: {e})") from None
   try:
     with open(path, "rb") as f: header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
     return json.loads(header["__metadata__"]["config"]), json.loads(header["__metadata__"]["training"])
@@ -233,10 +190,10 @@ def check_writable(folder:Path):
 def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
   """Parse knobs, load data, train, evaluate, export. `model_knobs()` reads the model's own knobs into a dict for
   `build_model(**cfg)`; `describe(model_cfg)` gives the architecture summary for the metadata."""
-  from export_utils import export_model, ExportError
   try:
     out_dir, do_export = Path(knob("OUT", "webapp")), knob("EXPORT", 1, choices=(0, 1))
     wasm_beam = knob("WASM_BEAM", 0, lo=0, hi=32)
+    weights_dtype = knob("WEIGHTS_DTYPE", "float16", choices=WEIGHT_DTYPES)
     checkpoint, load = knob("CHECKPOINT", ""), knob("LOAD", "")
     if load: cfg, training_info = read_checkpoint_info(load)
     else:
@@ -255,16 +212,23 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
     else:
       history = train(model, cfg, X_train, Y_train, X_test, Y_test)
       training_info = {"device": Device.DEFAULT, "seconds": round(history["train_seconds"], 2), "final_loss": history["final_loss"]}
-    accuracy, preds = evaluate(model, X_test, Y_test)
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (Y_test.numpy(), preds), 1)
-    print(f"test accuracy: {accuracy:.2f}% on all {X_test.shape[0]} test images")
     if checkpoint:
       save_checkpoint(model, cfg, training_info, checkpoint)
       print(f"checkpoint: {checkpoint}")
+    accuracy, preds = evaluate(model, X_test, Y_test)
+    print(f"test accuracy: {accuracy:.2f}% on all {X_test.shape[0]} test images")
+    precision = {"weights_dtype": weights_dtype}
+    # the exported model is the one with the weights as stored: its accuracy is measured on exactly those
+    if do_export and round_weights(model, weights_dtype):
+      precision["test_accuracy_float32"] = accuracy
+      accuracy, preds = evaluate(model, X_test, Y_test)
+      print(f"test accuracy: {accuracy:.2f}% with the weights rounded to {weights_dtype} as exported")
+    confusion = np.zeros((10, 10), dtype=int)
+    np.add.at(confusion, (Y_test.numpy(), preds), 1)
     if do_export:
-      folder = export_model(model, name, out_dir, wasm_beam=wasm_beam, metadata={
-        "test_accuracy": accuracy, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
+      folder = export_model(model, name, out_dir, wasm_beam=wasm_beam, weights_dtype=weights_dtype, metadata={
+        "test_accuracy": accuracy, **precision, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg,
+        "training": training_info})
       print(f"exported to {folder}/")
     result = {"name": name, "test_accuracy": accuracy, "params": n_params, "device": Device.DEFAULT, "config": cfg,
               "confusion": confusion.tolist(), **history}

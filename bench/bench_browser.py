@@ -71,7 +71,7 @@ def main():
   ap.add_argument("--json", type=Path, default=ROOT / "bench" / "last_run.json")
   args = ap.parse_args()
   n_run, n_pre, n_draw = (20, 10, 2) if args.quick else (300, 100, 20)
-  from training import load_mnist_numpy
+  from mnist_data import load_mnist_numpy
   x_test = load_mnist_numpy()[2]
   report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, headless Chromium", "quick": args.quick, "models": {},
             "shell": shell_bytes()}

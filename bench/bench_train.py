@@ -6,7 +6,8 @@ import sys, time
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tinygrad import Tensor, Device
-from training import load_mnist, train, training_knobs
+from mnist_data import load_mnist
+from training import train, training_knobs
 import mnist_mlp, mnist_convnet
 
 CASES = [  # name, model, model config, batch size

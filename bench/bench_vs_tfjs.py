@@ -25,7 +25,7 @@ def main():
   ap.add_argument("--json", type=Path, default=ROOT / "bench" / "vs_tfjs.json")
   args = ap.parse_args()
   if not (ROOT / "node_modules" / "@tensorflow" / "tfjs-core").is_dir(): sys.exit("error: TF.js is missing; run `npm ci` first")
-  from training import load_mnist_numpy
+  from mnist_data import load_mnist_numpy
   images = load_mnist_numpy()[2][:16].reshape(16, 784)
   n = 10 if args.quick else 200
   with serve(ROOT) as url, chromium() as browser:

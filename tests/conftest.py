@@ -34,7 +34,7 @@ def quick_exports(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mnist_test_set():
-  from training import load_mnist_numpy
+  from mnist_data import load_mnist_numpy
   os.environ.setdefault("MNIST_DIR", mnist_dir())
   _, _, x, y = load_mnist_numpy()
   return x, y

@@ -2,7 +2,7 @@ import gzip, shutil
 import numpy as np
 import pytest
 from conftest import mnist_dir
-from training import load_mnist_numpy, UserError
+from mnist_data import load_mnist_numpy, UserError
 
 def test_loader_reads_the_standard_files(monkeypatch):
   monkeypatch.setenv("MNIST_DIR", mnist_dir())

@@ -6,7 +6,7 @@ import pytest
 from safetensors.numpy import load_file
 from conftest import ROOT
 import export_utils
-from training import MEAN, STD
+from mnist_data import MEAN, STD
 
 def read_plan(js_path:Path) -> dict:
   line = next(l for l in js_path.read_text().splitlines() if l.startswith("const PLAN = "))
@@ -56,39 +56,55 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   assert len(weight_buffers) == len(state) and {b["name"] for b in weight_buffers} == state
   tensors = load_file(folder / f"{name}.safetensors")
   assert set(tensors) == state
-  for b in weight_buffers: assert b["bytes"] == tensors[b["name"]].nbytes and tensors[b["name"]].dtype == np.float32
+  # stored as float16 (half the download), computed in float32: each buffer holds twice the stored bytes
+  for b in weight_buffers: assert tensors[b["name"]].dtype == np.float16 and b["bytes"] == 2 * tensors[b["name"]].nbytes
   used = {i for d in plan["dispatches"] for i in d["buffers"]}
   assert used == set(range(len(plan["buffers"])))                   # every buffer is read or written by some kernel
   assert [b["kind"] for b in plan["buffers"]].count("input") == 1 and [b["kind"] for b in plan["buffers"]].count("output") == 1
   # the WebAssembly module reads the same weights file: every tensor at its own place in the arena, none overlapping
   wasm_buffers = plan["wasm"]["buffers"]
-  assert {b["name"]: b["bytes"] for b in wasm_buffers if b["kind"] == "weight"} == {k: t.nbytes for k, t in tensors.items()}
+  assert {b["name"]: b["bytes"] for b in wasm_buffers if b["kind"] == "weight"} == {k: 2 * t.nbytes for k, t in tensors.items()}
   spans = sorted((b["offset"], b["offset"] + b["bytes"]) for b in wasm_buffers)
   assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(b["offset"] % 16 == 0 for b in wasm_buffers)
 
 def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_exports, mnist_test_set):
-  """The exporter's own pieces, outside a browser: render_c + compile_wasm give a module whose net() matches tinygrad."""
+  """Outside a browser: render_c + compile_wasm + the generated module give logits that match tinygrad's."""
   import subprocess
   folder, _ = quick_exports["mnist_convnet"]
   plan = read_plan(folder / "mnist_convnet.js")
+  # the generated module itself, on WebAssembly in Node: the embedded runtime widens the float16 weights into the arena
   probe = f"""
-    const fs = require("fs"), plan = {json.dumps(plan["wasm"])};
-    WebAssembly.instantiate(fs.readFileSync({str(folder / "mnist_convnet.wasm")!r})).then(({{instance}}) => {{
-      const {{ memory, arena, net }} = instance.exports, base = arena(), heap = new Uint8Array(memory.buffer);
-      const file = fs.readFileSync({str(folder / "mnist_convnet.safetensors")!r}), n = Number(file.readBigUInt64LE(0));
-      const header = JSON.parse(file.subarray(8, 8 + n)), data = file.subarray(8 + n);
-      for (const b of plan.buffers) if (b.kind === "weight") heap.set(data.subarray(...header[b.name].data_offsets), base + b.offset);
-      const input = plan.buffers.find(b => b.kind === "input"), output = plan.buffers.find(b => b.kind === "output");
-      heap.set(fs.readFileSync(0), base + input.offset);
-      net();
-      process.stdout.write(JSON.stringify(Array.from(new Float32Array(memory.buffer, base + output.offset, 10))));
-    }});"""
+    import {{ readFileSync }} from "node:fs";
+    const {{ default: model }} = await import({(folder / "mnist_convnet.js").as_uri()!r});
+    const run = await model.load("wasm", new Uint8Array(readFileSync({str(folder / "mnist_convnet.safetensors")!r})),
+                                 {{ wasm: new Uint8Array(readFileSync({str(folder / "mnist_convnet.wasm")!r})) }});
+    const x = readFileSync(0);
+    process.stdout.write(JSON.stringify(Array.from(await run(new Float32Array(x.buffer, x.byteOffset, 784)))));"""
   model, meta = build_model(folder)
   from tinygrad import Tensor
   for i in range(3):
     x = ((mnist_test_set[0][i].astype(np.float32) / 255 - meta["mean"]) / meta["std"]).reshape(1, 1, 28, 28)
-    got = json.loads(subprocess.run(["node", "-e", probe], input=x.tobytes(), capture_output=True, check=True).stdout)
+    got = json.loads(subprocess.run(["node", "--input-type=module", "-e", probe], input=x.tobytes(), capture_output=True, check=True).stdout)
     assert np.abs(np.array(got) - model(Tensor(x)).numpy()[0]).max() < 1e-4
+
+def test_weights_are_shipped_as_float16_and_the_metadata_measures_exactly_those(quick_exports):
+  for name, (folder, metrics) in quick_exports.items():
+    meta = json.loads((folder / f"{name}.json").read_text())
+    assert meta["weights_dtype"] == ["float16"] and meta["test_accuracy"] == metrics["test_accuracy"]
+    assert "test_accuracy_float32" in meta                                 # what rounding cost, for the record
+    sizes = {k: (folder / f"{name}.{ext}").stat().st_size for k, ext in (("module", "js"), ("weights", "safetensors"), ("wasm", "wasm"))}
+    assert meta["file_bytes"] == sizes
+
+def test_an_unrounded_model_is_refused_for_float16_export(quick_exports, tmp_path):
+  """Rounding inside the exporter would ship a model whose accuracy nobody measured: it must be done before."""
+  from tinygrad import Tensor
+  model, _ = build_model(quick_exports["mnist_mlp"][0])
+  w = model.layers[1].weight
+  w.assign(w + Tensor.full(w.shape, 1e-4)).realize()
+  with pytest.raises(export_utils.ExportError, match="not float16-exact: call round_weights"):
+    export_utils.export_model(model, "mnist_mlp", tmp_path, metadata={"test_accuracy": 1.0})
+  assert export_utils.round_weights(model) > 0 and export_utils.round_weights(model) == 0   # rounding is idempotent
+  export_utils.export_model(model, "mnist_mlp", tmp_path, metadata={"test_accuracy": 1.0})
 
 def test_a_missing_wasm_toolchain_is_a_clear_error(monkeypatch, tmp_path):
   monkeypatch.setenv("PATH", str(tmp_path))   # no clang on it
@@ -143,3 +159,10 @@ def test_exporter_refuses_an_adapter_without_a_vulkan_driver(tmp_path):
 
 def test_exporter_accepts_the_working_adapter():
   export_utils.check_webgpu()
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
+def test_committed_modules_embed_the_current_runtime(name):
+  """The runtime is one JavaScript file; a change to it must be followed by a re-export of the shipped models."""
+  module = (ROOT / "webapp" / name / f"{name}.js").read_text()
+  assert export_utils.RUNTIME_JS.read_text() in module, f"re-export webapp/{name} (LOAD=webapp/{name}/{name}.safetensors)"
+  assert module.startswith(f"// {name}: generated by export_utils.py") and module.rstrip().endswith("export default createModel(PLAN, WGSL, import.meta.url);")

@@ -1,0 +1,145 @@
+// node --test: the runtime that every generated model module embeds (webapp/js/model_runtime.js), on its own:
+// safetensors parsing (float32 and float16, malformed files), the arena check, run() serialisation and input checks,
+// one hash check per file shared by both backends, and a real exported model on WebAssembly.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, existsSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { readSafetensors, halfToFloat32, checkArena, serialised, createModel, sha256Hex, ModelFileError } from "../../webapp/js/model_runtime.js";
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+function safetensors(header, data) {
+  const json = new TextEncoder().encode(JSON.stringify(header));
+  const bytes = new Uint8Array(8 + json.length + data.length);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(json.length), true);
+  bytes.set(json, 8);
+  bytes.set(data, 8 + json.length);
+  return bytes;
+}
+const asBytes = (typed) => new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+
+test("float16 values widen exactly", () => {
+  const halves = new Uint16Array([0x0000, 0x8000, 0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001, 0x03ff, 0x7c00, 0xfc00, 0x7e00]);
+  const f = halfToFloat32(halves);
+  assert.deepEqual([...f.slice(0, 4)], [0, -0, 1, -2]);
+  assert.equal(f[4], 0.333251953125);
+  assert.equal(f[5], 65504);
+  assert.equal(f[6], 2 ** -24);                 // subnormals
+  assert.equal(f[7], 1023 * 2 ** -24);
+  assert.equal(f[8], Infinity);
+  assert.equal(f[9], -Infinity);
+  assert.ok(Number.isNaN(f[10]));
+});
+
+test("safetensors: float32 and float16 tensors come back as float32 bytes", () => {
+  const a = new Float32Array([1.5, -2, 3.25]), b = new Uint16Array([0x3c00, 0xc000]);   // 1, -2 as float16
+  const data = new Uint8Array(16);
+  data.set(asBytes(a), 0);
+  data.set(asBytes(b), 12);
+  const tensor = readSafetensors(safetensors({
+    __metadata__: { model: "x" }, a: { dtype: "F32", shape: [3], data_offsets: [0, 12] }, b: { dtype: "F16", shape: [2], data_offsets: [12, 16] },
+  }, data));
+  assert.deepEqual([...new Float32Array(tensor("a", 12).slice().buffer)], [1.5, -2, 3.25]);
+  assert.deepEqual([...new Float32Array(tensor("b", 8).buffer)], [1, -2]);
+});
+
+test("safetensors: malformed files are clear errors", () => {
+  const good = safetensors({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4));
+  const throwsFile = (fn, pattern) => assert.throws(fn, (e) => e instanceof ModelFileError && pattern.test(e.message));
+  throwsFile(() => readSafetensors(new Uint8Array(5)), /truncated/);
+  const tooLong = good.slice();
+  new DataView(tooLong.buffer).setBigUint64(0, 1n << 40n, true);
+  throwsFile(() => readSafetensors(tooLong), /truncated or not safetensors/);
+  const notJson = good.slice();
+  notJson[8] = 0x7b; notJson[9] = 0x7b;                                   // "{{"
+  throwsFile(() => readSafetensors(notJson), /not valid safetensors JSON/);
+  throwsFile(() => readSafetensors(safetensors([1, 2], new Uint8Array(0))), /not a JSON object/);
+  const tensor = readSafetensors(good);
+  throwsFile(() => tensor("missing", 4), /no tensor "missing"/);
+  throwsFile(() => tensor("a", 8), /corrupt tensor "a"/);                  // the plan expects another size
+  throwsFile(() => tensor("__metadata__", 4), /no tensor/);
+  const outside = readSafetensors(safetensors({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, new Uint8Array(4)));
+  throwsFile(() => outside("a", 8), /corrupt tensor/);
+  const odd = readSafetensors(safetensors({ a: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)));
+  throwsFile(() => odd("a", 8), /corrupt tensor/);
+});
+
+test("the arena check rejects overlapping, misaligned and out-of-bounds buffers", () => {
+  const ok = [{ name: "a", offset: 0, bytes: 20 }, { name: "b", offset: 32, bytes: 16 }];
+  checkArena(ok, 48);
+  assert.throws(() => checkArena([{ name: "a", offset: 0, bytes: 40 }, { name: "b", offset: 32, bytes: 16 }], 64), /a and b overlap/);
+  assert.throws(() => checkArena([{ name: "a", offset: 8, bytes: 4 }], 64), /misaligned/);
+  assert.throws(() => checkArena(ok, 40), /b lies outside/);
+});
+
+test("runs are serialised, see a snapshot of their input, and survive a failed run", async () => {
+  const order = [];
+  let fail = false;
+  const run = serialised(async (x) => {
+    order.push(`start ${x[0]}`);
+    await new Promise((r) => setTimeout(r, 5));
+    order.push(`end ${x[0]}`);
+    if (fail) { fail = false; throw new Error("boom"); }
+    return x[0];
+  }, 3, "m");
+  const input = new Float32Array([1, 0, 0]);
+  const first = run(input);
+  input[0] = 2;                                                            // the caller reuses its array at once
+  const second = run(input);
+  assert.deepEqual(await Promise.all([first, second]), [1, 2]);
+  assert.deepEqual(order, ["start 1", "end 1", "start 2", "end 2"]);
+  fail = true;
+  await assert.rejects(run(new Float32Array([3, 0, 0])), /boom/);
+  assert.equal(await run(new Float32Array([4, 0, 0])), 4);
+  await assert.rejects(run(new Float32Array(2)), /run\(\) takes a Float32Array\(3\)/);
+  await assert.rejects(run([1, 2, 3]), TypeError);
+});
+
+// ---- a real exported model, on WebAssembly (Node has no WebGPU)
+
+const MODEL = join(ROOT, "webapp", "mnist_convnet");
+const plan = () => JSON.parse(readFileSync(join(MODEL, "mnist_convnet.js"), "utf8").split("\n").find((l) => l.startsWith("const PLAN = ")).slice(13, -1));
+const file = (ext) => new Uint8Array(readFileSync(join(MODEL, `mnist_convnet.${ext}`)));
+
+test("a committed model runs on WebAssembly in Node and reads MNIST test digits", async () => {
+  const meta = JSON.parse(readFileSync(join(MODEL, "mnist_convnet.json"), "utf8"));
+  const model = createModel(plan(), [], new URL(`file://${MODEL}/mnist_convnet.js`));
+  const run = await model.load("wasm", file("safetensors"), { wasm: file("wasm") });
+  const dir = process.env.MNIST_DIR || join(ROOT, "..", "shared", "mnist");
+  assert.ok(existsSync(join(dir, "t10k-images-idx3-ubyte.gz")), `MNIST not found in ${dir}; set MNIST_DIR`);
+  const images = gunzipSync(readFileSync(join(dir, "t10k-images-idx3-ubyte.gz"))), labels = gunzipSync(readFileSync(join(dir, "t10k-labels-idx1-ubyte.gz")));
+  let right = 0;
+  for (let i = 0; i < 100; i++) {
+    const x = Float32Array.from(images.subarray(16 + i * 784, 16 + (i + 1) * 784), (p) => (p / 255 - meta.mean) / meta.std);
+    const logits = await run(x);
+    assert.equal(logits.length, 10);
+    if (logits.indexOf(Math.max(...logits)) === labels[8 + i]) right++;
+  }
+  assert.ok(right >= 98, `${right} of 100`);
+});
+
+test("the same weights given to two loads are hashed once; a changed file is refused", async () => {
+  const digest = crypto.subtle.digest.bind(crypto.subtle);
+  let hashed = 0;
+  crypto.subtle.digest = (...args) => { hashed++; return digest(...args); };
+  try {
+    const model = createModel(plan(), [], new URL(`file://${MODEL}/mnist_convnet.js`));
+    const weights = file("safetensors"), wasm = file("wasm");
+    await model.load("wasm", weights, { wasm });
+    await model.load("wasm", Promise.resolve(weights), { wasm });
+    assert.equal(hashed, 2);                                               // once for the weights, once for the module
+    const changed = weights.slice();
+    changed[changed.length - 1] ^= 1;
+    await assert.rejects(model.load("wasm", changed, { wasm }), (e) => e.name === "ModelFileError" && /sha256 mismatch/.test(e.message));
+    const tampered = wasm.slice();
+    tampered[tampered.length - 1] ^= 1;
+    await assert.rejects(model.load("wasm", weights, { wasm: tampered }), /WebAssembly module is not the one/);
+  } finally { crypto.subtle.digest = digest; }
+});
+
+test("sha256Hex is the hex SHA-256", async () => {
+  assert.equal(await sha256Hex(new TextEncoder().encode("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+});
