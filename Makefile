@@ -27,13 +27,14 @@ deps:
 	[ -d node_modules ] || npm ci --silent --no-audit --no-fund
 
 mnist:
-	@[ -f "$(MNIST_DIR)/t10k-labels-idx1-ubyte.gz" ] || $(PYTHON) -c "import training; training.download_mnist('$(MNIST_DIR)')"
+	@[ -f "$(MNIST_DIR)/t10k-labels-idx1-ubyte.gz" ] || $(PYTHON) -c "import mnist_data; mnist_data.download_mnist('$(MNIST_DIR)')"
 
 test: deps mnist
 	node --test tests/js/
 	$(PYTHON) -m pytest -q tests
 	$(PYTHON) bench/bench_browser.py --quick
 	$(PYTHON) bench/bench_vs_tfjs.py --quick
+	$(PYTHON) bench/bench_load.py --quick
 
 css:
 	npm run css --silent
@@ -42,3 +43,4 @@ bench: deps mnist
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_browser.py
 	$(PYTHON) bench/bench_vs_tfjs.py
+	$(PYTHON) bench/bench_load.py

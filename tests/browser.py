@@ -10,9 +10,6 @@ NO_WEBGPU_ARGS = [a for a in WEBGPU_ARGS if a != "--enable-unsafe-webgpu"] + ["-
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
   def log_message(self, *args): pass
-  def end_headers(self):
-    self.send_header("Cache-Control", "no-store")
-    super().end_headers()
 
 class _Server(http.server.ThreadingHTTPServer):
   def handle_error(self, request, client_address):
@@ -20,21 +17,42 @@ class _Server(http.server.ThreadingHTTPServer):
     # a browser closed mid-download (e.g. the service worker still caching): not an error of the page
     if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)): super().handle_error(request, client_address)
 
+class Server:
+  """What the test server saw and how it misbehaves: `requests` lists every GET path (no query); a file named in
+  `break_after` is sent with its full Content-Length but only that many bytes before the connection is closed."""
+  def __init__(self): self.requests, self.break_after = [], {}
+
 @contextlib.contextmanager
-def serve(folder:Path, mount:str="/"):
-  """Serve `folder` at http://127.0.0.1:PORT{mount}; yields the base URL (ending in '/')."""
-  mount = "/" + mount.strip("/")
+def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Server|None=None):
+  """Serve `folder` at http://127.0.0.1:PORT{mount}; yields the base URL (ending in '/'). `cache_control` "max-age=600"
+  answers like GitHub Pages."""
+  mount, seen = "/" + mount.strip("/"), server or Server()
   class Handler(_QuietHandler):
     def translate_path(self, path):
       if mount != "/" and not path.startswith(mount + "/"): return str(Path(folder) / "__not_found__")
       return super().translate_path(path[len(mount):] if mount != "/" else path)
-  server = _Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-  thread = threading.Thread(target=server.serve_forever, daemon=True)
+    def end_headers(self):
+      self.send_header("Cache-Control", cache_control)
+      http.server.SimpleHTTPRequestHandler.end_headers(self)
+    def do_GET(self):
+      path = self.path.split("?")[0]
+      seen.requests.append(path)
+      name = path.rsplit("/", 1)[-1]
+      if name not in seen.break_after: return super().do_GET()
+      data = Path(self.translate_path(path)).read_bytes()
+      self.send_response(200)
+      self.send_header("Content-Length", str(len(data)))
+      self.end_headers()
+      self.wfile.write(data[:seen.break_after[name]])
+      self.wfile.flush()
+      self.close_connection = True
+  httpd = _Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
+  thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()
-  try: yield f"http://127.0.0.1:{server.server_address[1]}{mount.rstrip('/')}/"
+  try: yield f"http://127.0.0.1:{httpd.server_address[1]}{mount.rstrip('/')}/"
   finally:
-    server.shutdown()
-    server.server_close()
+    httpd.shutdown()
+    httpd.server_close()
 
 @functools.cache
 def _playwright():
@@ -59,6 +77,15 @@ def open_app(browser, url:str, viewport=(1440, 900), wait_ready:bool=True):
   if wait_ready: page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
   page.errors = errors
   return page
+
+# DevTools network throttling: (round-trip latency ms, download bits/s); the profiles of bench/bench_load.py
+LINKS = {"4G": (40, 10e6), "3G": (150, 1.6e6)}
+
+def throttle(page, link:str):
+  latency, bits = LINKS[link]
+  cdp = page.context.new_cdp_session(page)
+  cdp.send("Network.enable")
+  cdp.send("Network.emulateNetworkConditions", {"offline": False, "latency": latency, "downloadThroughput": bits / 8, "uploadThroughput": bits / 16})
 
 def wait_settled(page):
   """Until the prediction for the current drawing has landed (main.js keeps body[data-busy])."""

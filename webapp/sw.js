@@ -1,29 +1,38 @@
 // Offline support. Installing caches the page and every model (the model files named by the content hashes in their
-// metadata), so once this worker is active a second visit works with no network. Same-origin GETs then go to the
+// metadata), so once this worker is active a second visit works with no network. The page registers this worker only
+// after it has downloaded the models, and it puts each verified model file into this cache itself: installing finds
+// them there and downloads none of them again. Same-origin GETs then go to the
 // network first (a visitor online always gets the newest page and metadata) and fall back to the cache. Files asked for
 // with ?v=<content hash> never change under their URL, so a cached copy is served first; a re-exported model has new
 // URLs, and its old copies are dropped as the new ones are stored.
-const CACHE = "mnist-app-v1";
+const CACHE = "mnist-app-v1";   // OFFLINE_CACHE in js/models.js (a test keeps the two equal)
 const SHELL = ["./", "css/app.css", "js/main.js", "js/drawing.js", "js/preprocess.js", "js/models.js", "js/chart.js",
                "samples/mnist_test_samples.bin"];
 const MODELS = ["mnist_mlp", "mnist_convnet"];   // as in js/models.js (a test keeps the two lists equal)
 
 const isVersioned = (url) => new URL(url, self.location.href).searchParams.has("v");
 
+async function dropOtherVersions(cache, url) {
+  for (const old of await cache.keys()) {
+    const o = new URL(old.url);
+    if (o.pathname === url.pathname && o.search !== url.search) await cache.delete(old);
+  }
+}
+
 async function store(cache, request, response) {
   const url = new URL(request.url, self.location.href);
-  if (isVersioned(url)) {
-    for (const old of await cache.keys()) {
-      const o = new URL(old.url);
-      if (o.pathname === url.pathname && o.search !== url.search) await cache.delete(old);
-    }
-  }
+  if (isVersioned(url)) await dropOtherVersions(cache, url);
   await cache.put(request, response);
 }
 
+// A versioned file never changes under its URL: one already cached (by the page) is kept. Otherwise the HTTP cache may
+// answer: installing runs right after a visit, so what it holds is what the page itself just loaded.
 async function fetchAndStore(cache, url) {
-  const request = new Request(url, { cache: "no-cache" });
-  const response = await fetch(request);
+  if (isVersioned(url)) {
+    const hit = await cache.match(url);
+    if (hit) { await dropOtherVersions(cache, new URL(url, self.location.href)); return hit; }
+  }
+  const response = await fetch(new Request(url));
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   await store(cache, new Request(url), response.clone());
   return response;

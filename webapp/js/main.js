@@ -11,16 +11,21 @@ const ui = {
   modelSelect: $("model-select"), modelInfo: $("model-info"), hint: $("pad-hint"), announce: $("announce"),
   pen: $("pen"), eraser: $("eraser"), brush: $("brush"), undo: $("undo"), clear: $("clear"), noWebGPU: $("no-webgpu"),
   sample: $("sample"), theme: $("theme"), backendSelect: $("backend-select"), backendInfo: $("backend-info"),
+  downloads: $("downloads"),
 };
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
 const preview = $("preview").getContext("2d");
-const runtime = new ModelRuntime(onRuntimeChange, remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto");
+const runtime = new ModelRuntime(onRuntimeChange, { preference: remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto", isIdle });
 const timings = new Map();   // "model/backend" -> recent inference times (ms), for the warm median
 const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input
 
 let dirty = true, urgent = false, busy = false, frameRequested = false, lastAnnounced = "";
 let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
+let lastInput = -Infinity;  // when the drawing last changed
+
+// background loading (other models, WebGPU, timing) waits for moments when no prediction runs or is about to
+function isIdle() { return !busy && !(dirty && selected().run) && performance.now() - lastInput > 300; }
 
 const selected = () => runtime.models.get(ui.modelSelect.value);
 
@@ -39,11 +44,12 @@ function setStatus(text, tone = "info") {
 }
 
 function formatBytes(n) { return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`; }
+const LABELS = { mnist_mlp: "MLP", mnist_convnet: "CNN" };
 
 function describeModels() {
   for (const option of ui.modelSelect.options) {
     const m = runtime.models.get(option.value);
-    option.textContent = (option.value === "mnist_mlp" ? "MLP" : "CNN") + (m.error ? " (unavailable)" : "");
+    option.textContent = LABELS[option.value] + (m.error ? " (unavailable)" : "");
   }
   const m = selected();
   if (m.error) ui.modelInfo.textContent = `Could not load this model: ${m.error}`;
@@ -81,6 +87,7 @@ function updateReadiness() {
   document.body.dataset.settled = String(runtime.settled);   // every backend tried, timed and chosen
   if (m.error) setStatus(`Error: ${m.name} failed to load`, "error");
   else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
+  else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${LABELS[m.name]}… ${percent(m.progress)}%`);
   else setStatus("Loading models…");
   ui.noWebGPU.hidden = !(runtime.settled && runtime.gpuError);
   describeModels();
@@ -88,19 +95,64 @@ function updateReadiness() {
   if (ready) schedule();
 }
 
+const percent = (p) => Math.min(100, Math.floor((100 * p.loaded) / p.total));
+
+// One row per model whose files are on their way (or broke off): a progress bar with bytes of total, or the error and
+// a retry button. Rows are made once and updated in place, at most once per frame.
+let downloadsFrame = 0;
+function showDownloads() {
+  downloadsFrame ||= requestAnimationFrame(() => {
+    downloadsFrame = 0;
+    for (const m of runtime.models.values()) {
+      let row = ui.downloads.querySelector(`[data-model="${m.name}"]`);
+      const failed = Boolean(m.loadError && m.retryable), visible = m.progress.active || failed;
+      if (!row && !visible) continue;
+      if (!row) row = downloadRow(m);
+      row.hidden = !visible;
+      row.dataset.state = failed ? "error" : m.progress.active ? "loading" : "done";
+      const bar = row.querySelector("progress"), text = row.querySelector("[data-text]");
+      bar.max = m.progress.total || 1;
+      bar.value = Math.min(m.progress.loaded, bar.max);
+      text.textContent = failed ? m.loadError
+        : `${formatBytes(m.progress.loaded)}${m.progress.total ? ` of ${formatBytes(m.progress.total)}` : ""}`;
+      row.querySelector("button").hidden = !failed;
+      bar.hidden = failed;
+    }
+    ui.downloads.hidden = !ui.downloads.querySelector("[data-model]:not([hidden])");
+  });
+}
+
+function downloadRow(m) {
+  const row = document.createElement("div");
+  row.dataset.model = m.name;
+  row.dataset.testid = `download-${m.name}`;
+  row.className = "flex flex-wrap items-center gap-x-3 gap-y-1";
+  row.innerHTML = `<span class="w-28 font-medium">${LABELS[m.name]} model</span>
+    <progress class="h-2 w-40 accent-indigo-600" aria-label="Downloading the ${LABELS[m.name]} model"></progress>
+    <span data-text class="tabular-nums"></span>
+    <button type="button" class="tool min-h-0 py-1 text-xs" data-testid="retry-${m.name}">Retry</button>`;
+  row.querySelector("button").addEventListener("click", () => runtime.retry(m.name).catch((e) => setStatus(`Error: ${e.message ?? e}`, "error")));
+  ui.downloads.append(row);
+  return row;
+}
+
 function onRuntimeChange(event) {
   if (event.kind === "loading") { document.body.dataset.ready = "false"; setStatus("Loading models…"); }
   else if (event.kind === "fatal") setStatus(`Error: ${event.error.message ?? event.error}`, "error");
-  else {
-    // a model failed while the other loaded: switch to the working one rather than show nothing
+  else if (event.kind === "progress") {
+    showDownloads();
+    if (event.model === selected() && !event.model.run) updateReadiness();
+  } else {
+    // a model failed while another loaded: switch to a working one rather than show nothing
     const m = selected();
-    if (event.kind === "ready" && m.error) {
+    if (m.error && !m.retryable) {
       const working = [...runtime.models.values()].find((x) => x.run);
       if (working) ui.modelSelect.value = working.name;
     }
     updateReadiness();
+    showDownloads();
     if (event.kind === "lost") setStatus(`GPU device lost, recovering… (${BACKEND_NAMES[selected().backend] ?? "nothing"} meanwhile)`, "error");
-    if (event.kind === "ready") enableOffline();
+    if (event.kind === "downloaded") enableOffline();
   }
 }
 
@@ -181,6 +233,7 @@ async function predict() {
   ui.inference.textContent = `${ms(elapsed)} · median ${ms(median(recent))} · ${BACKEND_NAMES[backend]}`;
   chart.update(probabilities);
   announce(`Prediction: ${best}, ${(probabilities[best] * 100).toFixed(0)} percent`);
+  runtime.log("prediction", model);
 }
 
 function setTool(tool) {
@@ -221,9 +274,9 @@ function setTheme(dark, save) {
   if (save) remember("theme", dark ? "dark" : "light");
 }
 
-// Offline: a service worker caches the page and the models (see sw.js). Registered once the models are ready, so that
-// its downloads never compete with the first visit's own; body[data-offline] says when a second visit can go without
-// the network.
+// Offline: a service worker caches the page and the models (see sw.js). Registered once every model has been downloaded
+// (and put in its cache by the runtime), so that it never downloads a model a second time; body[data-offline] says when
+// a second visit can go without the network.
 async function enableOffline() {
   if (!("serviceWorker" in navigator) || document.body.dataset.offline) return;
   document.body.dataset.offline = "installing";
@@ -237,7 +290,7 @@ async function enableOffline() {
   }
 }
 
-pad.addEventListener("change", schedule);
+pad.addEventListener("change", (event) => { lastInput = performance.now(); schedule(event); });
 ui.sample.addEventListener("click", drawSample);
 ui.theme.addEventListener("click", () => setTheme(!document.documentElement.classList.contains("dark"), true));
 ui.pen.addEventListener("click", () => setTool("pen"));
@@ -245,7 +298,12 @@ ui.eraser.addEventListener("click", () => setTool("eraser"));
 ui.brush.addEventListener("input", () => setBrush(ui.brush.value));
 ui.undo.addEventListener("click", () => pad.undo());
 ui.clear.addEventListener("click", () => pad.clear());
-ui.modelSelect.addEventListener("change", () => { ui.inference.textContent = "–"; updateReadiness(); schedule(); });
+ui.modelSelect.addEventListener("change", () => {
+  ui.inference.textContent = "–";
+  runtime.select(ui.modelSelect.value);
+  updateReadiness();
+  schedule();
+});
 ui.backendSelect.addEventListener("change", () => {
   remember("backend", ui.backendSelect.value);
   ui.inference.textContent = "–";
@@ -265,5 +323,5 @@ ui.backendSelect.value = runtime.preference;
 setTheme(document.documentElement.classList.contains("dark"), false);
 showEmpty();
 drawPreview(null);
-runtime.start().catch((error) => onRuntimeChange({ kind: "fatal", error }));
+runtime.start(ui.modelSelect.value).catch((error) => onRuntimeChange({ kind: "fatal", error }));
 window.mnistApp = { runtime, pad };   // a handle for debugging from the console (and for the tests)

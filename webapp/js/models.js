@@ -1,13 +1,19 @@
-// The model runtime: every exported model on two backends, WebGPU (one GPUDevice for the page) and WebAssembly SIMD
-// (on the CPU, in every browser). The WebAssembly backend loads first so the page can predict at once; once both are
-// warm, each model's runs are timed and the faster backend is used, unless the visitor picked one. A lost GPU device
-// falls back to WebAssembly while a fresh device is brought up.
+// The model runtime of the page: every exported model on two backends, WebGPU (one GPUDevice for the page) and
+// WebAssembly SIMD (on the CPU, in every browser).
+//
+// Load order, so that a first visit predicts as soon as possible: the selected model's files (metadata, then module,
+// weights and WebAssembly together, with progress) and its first backend; the page predicts from there. Only then the
+// other models, WebGPU, and the timing that picks the faster backend per model, each step waiting until no prediction
+// is running. Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
+// A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
 export const MODEL_NAMES = ["mnist_mlp", "mnist_convnet"];
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
+export const OFFLINE_CACHE = "mnist-app-v1";   // the service worker's cache (sw.js): verified downloads go straight in
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
 
 export class NoWebGPUError extends Error {}
+export class DownloadError extends Error {}
 
 // a blocklisted or wedged GPU process can leave these promises pending forever; the page must still settle
 function answerWithin(promise, what, ms = 10_000) {
@@ -25,23 +31,69 @@ async function requestDevice() {
 }
 
 const message = (e) => (e instanceof Error ? e.message : String(e));
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** One exported model: its metadata (the input contract), its generated module and a run() per loaded backend. */
+/** Fetch a file's bytes, reporting each chunk's size as it arrives; a short or broken body is an error naming the file. */
+export async function download(url, expectedBytes, onBytes) {
+  const file = new URL(url).pathname.split("/").pop();
+  let response;
+  try { response = await fetch(url); }
+  catch (e) { throw new DownloadError(`could not download ${file} (${message(e)})`); }
+  if (!response.ok) throw new DownloadError(`could not download ${file} (HTTP ${response.status})`);
+  const chunks = [];
+  let received = 0;
+  try {
+    const reader = response.body.getReader();
+    for (let chunk; !(chunk = await reader.read()).done;) {
+      chunks.push(chunk.value);
+      received += chunk.value.byteLength;
+      onBytes(chunk.value.byteLength);
+    }
+  } catch (e) { throw new DownloadError(`the download of ${file} broke off after ${received} bytes (${message(e)})`); }
+  if (expectedBytes && received !== expectedBytes) {
+    throw new DownloadError(`the download of ${file} is incomplete (${received} of ${expectedBytes} bytes)`);
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.byteLength; }
+  return bytes;
+}
+
+// Verified files go into the offline cache at once, so that the service worker, when it installs, finds them there
+// instead of downloading them a second time.
+async function stash(url, bytes, type) {
+  try {
+    const cache = await caches.open(OFFLINE_CACHE);
+    await cache.put(url, new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
+  } catch { /* no Cache Storage (an insecure context, private mode): the service worker fetches what it needs */ }
+}
+
+/** One exported model: its metadata (the input contract), its generated module, its files and a run() per backend. */
 export class Model {
   constructor(name) {
     this.name = name;
     this.base = new URL(`../${name}/`, import.meta.url);
+    this.reset();
+  }
+
+  reset() {
     this.meta = null;
     this.module = null;
-    this.loadError = null;              // the metadata or module could not load: no backend can run this model
+    this.files = null;                  // { weights, wasm }: promises of the verified bytes, shared by both backends
+    this.progress = { loaded: 0, total: 0, active: false };
+    this.loadError = null;              // the metadata, the module or a file could not load: no backend can run it
+    this.retryable = false;             // a download broke off: trying again may work
     this.backends = new Map();          // "webgpu" | "wasm" -> { run, ms: warm median of one run }
     this.backendErrors = new Map();     // "webgpu" | "wasm" -> why it is not available
     this.backend = null;                // the one in use
+    this.bringingUp = null;
+    this.stashed = null;
+    this.urgent = false;                // the visitor is waiting for it: its loading does not wait for idle moments
   }
 
   get run() { return this.backends.get(this.backend)?.run ?? null; }
@@ -52,7 +104,7 @@ export class Model {
   /** Unusable: nothing loaded, and every backend that was tried failed. */
   get error() {
     if (this.loadError) return this.loadError;
-    if (this.backends.size || !this.backendErrors.has("wasm")) return null;
+    if (this.backends.size || !this.backendErrors.has("wasm") || !this.backendErrors.has("webgpu")) return null;
     return [...this.backendErrors.values()].join("; ");
   }
 
@@ -60,30 +112,54 @@ export class Model {
   // can hand out an old copy; the metadata itself is always revalidated
   versioned(file, hash) { return new URL(hash ? `${file}?v=${hash}` : file, this.base); }
 
-  async prepare() {
-    if (this.module) return;
-    try {
-      const response = await fetch(new URL(`${this.name}.json`, this.base), { cache: "no-cache" });
-      if (!response.ok) throw new Error(`${this.name}.json: HTTP ${response.status}`);
-      this.meta = await response.json();
-      if (!(this.meta.std > 0) || typeof this.meta.mean !== "number") throw new Error(`${this.name}.json has no input normalisation`);
-      this.module = (await import(this.versioned(`${this.name}.js`, this.meta.files?.module))).default;
-    } catch (e) {
-      this.loadError = message(e);
-    }
+  async fetchMeta() {
+    const response = await fetch(new URL(`${this.name}.json`, this.base), { cache: "no-cache" });
+    if (!response.ok) throw new Error(`${this.name}.json: HTTP ${response.status}`);
+    const meta = await response.json();
+    if (!(meta.std > 0) || typeof meta.mean !== "number") throw new Error(`${this.name}.json has no input normalisation`);
+    this.meta = meta;
+  }
+
+  /** Start downloading the weights and the WebAssembly module; `onProgress` hears every chunk. */
+  startDownloads(onProgress) {
+    const { files = {}, file_bytes: sizes = {} } = this.meta;
+    this.progress = { loaded: 0, total: (sizes.weights ?? 0) + (sizes.wasm ?? 0), active: true };
+    const fetchFile = (file, hash, size) => download(this.versioned(file, hash), size, (n) => {
+      this.progress.loaded += n;
+      onProgress(this);
+    });
+    this.files = {
+      weights: fetchFile(`${this.name}.safetensors`, files.weights, sizes.weights),
+      wasm: fetchFile(`${this.name}.wasm`, files.wasm, sizes.wasm),
+    };
+    for (const p of Object.values(this.files)) p.catch(() => {});   // reported by the backend that needs the file
+    Promise.allSettled(Object.values(this.files)).then(() => { this.progress.active = false; onProgress(this); });
+  }
+
+  async importModule() {
+    this.module = (await import(this.versioned(`${this.name}.js`, this.meta.files?.module))).default;
   }
 
   async loadBackend(kind, target) {
-    if (!this.module) return;
     try {
-      const run = await this.module.load(target, this.versioned(`${this.name}.safetensors`, this.meta.files?.weights));
+      const run = await this.module.load(target, this.files.weights, { wasm: this.files.wasm });
       for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
       this.backendErrors.delete(kind);
+      return true;
     } catch (e) {
       this.backends.delete(kind);
       this.backendErrors.set(kind, message(e));
+      // a broken download or a bad file fails every backend alike: the model is unusable until it is fetched again
+      if (e instanceof DownloadError || e?.name === "ModelFileError") { this.loadError = message(e); this.retryable = e instanceof DownloadError; }
+      return false;
     }
+  }
+
+  async stashFiles() {
+    const { files = {} } = this.meta;
+    await stash(this.versioned(`${this.name}.safetensors`, files.weights), await this.files.weights, "application/octet-stream");
+    await stash(this.versioned(`${this.name}.wasm`, files.wasm), await this.files.wasm, "application/wasm");
   }
 
   async time(kind) {
@@ -108,18 +184,26 @@ export class Model {
   }
 }
 
-/** Loads every model on both backends; `onChange` hears about loading, readiness, the choice, errors and device loss. */
+/** Loads the models and backends in the order above. `onChange` hears about progress, readiness, the choice, errors
+ *  and device loss; `isIdle()` says when background work may take the CPU without delaying a prediction. */
 export class ModelRuntime {
-  constructor(onChange, preference = "auto") {
+  constructor(onChange, { preference = "auto", isIdle = () => true } = {}) {
     this.models = new Map(MODEL_NAMES.map((n) => [n, new Model(n)]));
     this.onChange = onChange;
     this.preference = preference;       // "auto" | "webgpu" | "wasm"
+    this.isIdle = isIdle;
     this.device = null;
     this.adapterName = "";
     this.gpuError = null;
+    this.gpu = null;                    // the promise of the current attempt to bring WebGPU up
     this.generation = 0;
-    this.settled = false;               // every backend tried, timed and chosen
+    this.settled = false;               // every model downloaded, every backend tried, timed and chosen
+    this.events = [];                   // what happened when (ms since navigation): the load order, for tests and benchmarks
   }
+
+  log(event, model) { this.events.push({ t: performance.now(), event, model: model?.name }); }
+
+  async whenIdle(model) { while (!model?.urgent && !this.isIdle()) await sleep(50); }
 
   setPreference(preference) {
     this.preference = preference;
@@ -127,16 +211,68 @@ export class ModelRuntime {
     this.onChange({ kind: "choice" });
   }
 
-  async start() {
-    const models = [...this.models.values()];
+  /** The selected model first; everything else after it is ready. */
+  async start(first) {
     this.onChange({ kind: "loading" });
-    await Promise.all(models.map((m) => m.prepare()));
-    await Promise.all(models.map((m) => m.loadBackend("wasm", "wasm")));
-    for (const m of models) { m.choose(this.preference); this.onChange({ kind: "model", model: m }); }
-    await this.startGPU();
+    await this.bringUp(this.models.get(first), { urgent: true });
+    const rest = [...this.models.values()].filter((m) => m.name !== first);
+    await Promise.all([...rest.map((m) => this.bringUp(m)), this.startGPU()]);
+    await Promise.all([...this.models.values()].map((m) => m.stashed));
+    this.log("downloaded");
+    this.onChange({ kind: "downloaded" });
   }
 
-  async startGPU() {
+  /** A model the visitor asks for jumps the queue (it may not have started downloading yet). */
+  select(name) { return this.bringUp(this.models.get(name), { urgent: true }); }
+
+  /** Metadata, module and files, then the first backend that runs: WebAssembly, or WebGPU where that fails. */
+  bringUp(model, { urgent = false } = {}) {
+    model.urgent ||= urgent;
+    model.bringingUp ??= (async () => {
+      this.log("start", model);
+      try {
+        await model.fetchMeta();
+        this.log("metadata", model);
+        model.startDownloads((m) => this.onChange({ kind: "progress", model: m }));
+        model.files.weights.then(() => this.log("weights-downloaded", model), () => {});
+        await model.importModule();
+      } catch (e) {
+        model.loadError = message(e);
+        this.onChange({ kind: "model", model });
+        return;
+      }
+      await this.whenIdle(model);
+      if (!(await model.loadBackend("wasm", "wasm")) && !model.loadError) {
+        const device = await this.startGPU().then(() => this.device);
+        if (device && !model.backends.has("webgpu")) await model.loadBackend("webgpu", device);
+      }
+      model.choose(this.preference);
+      if (model.run) { this.log("ready", model); model.stashed = model.stashFiles(); }
+      this.onChange({ kind: "model", model });
+    })();
+    return model.bringingUp;
+  }
+
+  /** After a download broke off: the model's files again, then its backends. */
+  async retry(name) {
+    const model = this.models.get(name);
+    model.reset();
+    this.onChange({ kind: "model", model });
+    await this.bringUp(model, { urgent: true });
+    if (this.device && model.files && !model.loadError) {
+      await model.loadBackend("webgpu", this.device);
+      for (const kind of model.backends.keys()) await model.time(kind);
+      model.choose(this.preference);
+    }
+    this.onChange({ kind: "ready" });
+  }
+
+  startGPU() {
+    this.gpu ??= this.bringUpGPU();
+    return this.gpu;
+  }
+
+  async bringUpGPU() {
     const generation = ++this.generation, models = [...this.models.values()];
     this.settled = false;
     try {
@@ -147,20 +283,39 @@ export class ModelRuntime {
         if (generation !== this.generation) return;
         for (const m of models) { m.backends.delete("webgpu"); m.choose(this.preference); }
         this.settled = false;
+        this.device = null;
         this.onChange({ kind: "lost", message: info.message });
+        this.gpu = null;
         this.startGPU().catch((e) => this.onChange({ kind: "fatal", error: e }));
       });
-      await Promise.all(models.map((m) => m.loadBackend("webgpu", device)));
+      this.log("webgpu-device");
     } catch (e) {
       this.gpuError = message(e);
       for (const m of models) if (!m.loadError) m.backendErrors.set("webgpu", this.gpuError);
       if (!(e instanceof NoWebGPUError)) console.warn("WebGPU:", e);
     }
+    // the rest runs after this promise resolves, so that a model waiting for the device is not also waiting for this
+    this.finishGPU(generation);
+  }
+
+  async finishGPU(generation) {
+    const models = [...this.models.values()];
+    for (const m of models) {
+      await m.bringingUp;
+      if (!this.device || generation !== this.generation) break;
+      if (m.loadError || m.backends.has("webgpu")) continue;
+      await this.whenIdle();
+      await m.loadBackend("webgpu", this.device);
+      if (m.backends.has("webgpu")) this.log("webgpu-ready", m);
+      this.onChange({ kind: "model", model: m });
+    }
     if (generation !== this.generation) return;
     // timed one model and one backend at a time, so no measurement shares the CPU or GPU with another
-    for (const m of models) for (const kind of m.backends.keys()) await m.time(kind);
+    for (const m of models) for (const kind of m.backends.keys()) { await this.whenIdle(); await m.time(kind); }
+    if (generation !== this.generation) return;
     for (const m of models) m.choose(this.preference);
     this.settled = true;
+    this.log("settled");
     this.onChange({ kind: "ready" });
   }
 }

@@ -1,0 +1,108 @@
+"""A first visit on a phone-like link, and a second one: how long until the page can read a drawn digit.
+
+  python bench/bench_load.py            # 5 cold visits per link profile, 5 second visits; writes bench/load.json
+  python bench/bench_load.py --quick    # one of each (CI: proves the harness works)
+  python bench/bench_load.py --site DIR # another copy of the app (e.g. an older commit), for a before/after table
+
+Each cold visit is a fresh browser context (no HTTP cache, no service worker) whose network Chromium throttles through
+DevTools (added round-trip latency and download bandwidth). The server answers like GitHub Pages: files as they are
+(no compression of these types), `Cache-Control: max-age=600`, Last-Modified. Measured from navigation start:
+  ready       the selected model (the default, the CNN) can read a drawing: body[data-ready] turns true
+  prediction  a digit drawn at that moment is on the screen: ready + pointer-up -> bars (the first, cold, run)
+  bytes       bytes received before ready (Resource Timing transfer sizes, the page included)
+  all models  every model downloaded (the runtime's "downloaded" event)
+A second visit reloads the page once its service worker is installed: online on the same link, and offline.
+"""
+import argparse, json, os, platform, statistics, sys
+from pathlib import Path
+import numpy as np
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from browser import chromium, serve, throttle, LINKS
+
+# Installed before the page's own scripts. It draws an MNIST digit as soon as the drawing pad exists (a visitor who
+# draws while the page loads) and notes, in ms since navigation start, when body[data-ready] first turns true and when
+# the first prediction is on the screen.
+WATCH = """
+window.__drawAtOnce = (pixels) => {
+  const wait = setInterval(() => { if (window.mnistApp) { clearInterval(wait); mnistApp.pad.drawImage(new Uint8Array(pixels)); } }, 5);
+};
+new MutationObserver(() => {
+  if (document.body?.dataset.ready === 'true') window.__readyAt ??= performance.now();
+  const shown = document.querySelector('[data-testid=prediction]')?.textContent;
+  if (shown) { window.__predictedAt ??= performance.now(); window.__predicted ??= shown; }
+}).observe(document, { attributes: true, childList: true, characterData: true, subtree: true });
+"""
+
+BYTES_BEFORE = """(t) => {
+  const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
+  return entries.filter((e) => e.responseEnd <= t).reduce((sum, e) => sum + e.transferSize, 0);
+}"""
+
+def visit(page, url:str, digit, label:int, reload:bool=False) -> dict:
+  """Open (or reload) the app with a digit drawn at once; wait for its prediction."""
+  page.add_init_script(WATCH + f"__drawAtOnce({json.dumps(digit.reshape(-1).tolist())});")
+  if reload: page.reload(wait_until="commit")
+  else: page.goto(url, wait_until="commit")
+  page.wait_for_function("window.__predictedAt !== undefined", timeout=600_000, polling=10)
+  ready, predicted, shown = page.evaluate("[window.__readyAt, window.__predictedAt, window.__predicted]")
+  if shown != str(label): raise SystemExit(f"the page read the digit as {shown}, not {label}")
+  return {"ready_ms": round(ready, 1), "prediction_ms": round(predicted, 1), "bytes_before_ready": page.evaluate(BYTES_BEFORE, ready)}
+
+def cold_visit(browser, url:str, profile:str, digit, label:int) -> dict:
+  context = browser.new_context(viewport={"width": 412, "height": 915})
+  page = context.new_page()
+  throttle(page, profile)
+  result = visit(page, url, digit, label)
+  # (an older page without the runtime's event log: until it has settled, which it did only once every model was in)
+  downloaded = "mnistApp.runtime.events?.find((e) => e.event === 'downloaded')?.t ?? (document.body.dataset.settled === 'true' && performance.now())"
+  result["all_models_ms"] = round(page.wait_for_function(downloaded, timeout=600_000, polling=100).json_value(), 1)
+  result["bytes_total"] = page.evaluate(BYTES_BEFORE, 1e12)
+  context.close()
+  return result
+
+def second_visits(browser, url:str, profile:str, digit, label:int, runs:int) -> dict:
+  """Visit once, wait for the service worker, then reload `runs` times online (same link) and `runs` times offline."""
+  context = browser.new_context(viewport={"width": 412, "height": 915})
+  page = context.new_page()
+  throttle(page, profile)
+  visit(page, url, digit, label)
+  page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=600_000, polling=100)
+  result = {"online": [], "offline": []}
+  for mode in ("online", "offline"):
+    context.set_offline(mode == "offline")
+    for _ in range(runs): result[mode].append(visit(page, url, digit, label, reload=True))
+  context.close()
+  return result
+
+def p50(visits:list, key:str) -> float: return statistics.median(v[key] for v in visits)
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--quick", action="store_true")
+  ap.add_argument("--site", type=Path, default=ROOT / "webapp", help="the app's folder (default: webapp/)")
+  ap.add_argument("--json", type=Path, default=ROOT / "bench" / "load.json")
+  args = ap.parse_args()
+  from mnist_data import load_mnist_numpy
+  _, _, x_test, y_test = load_mnist_numpy()
+  digit, label = x_test[0], int(y_test[0])
+  runs = 1 if args.quick else 5
+  report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores, headless Chromium",
+            "quick": args.quick, "site": str(args.site), "profiles": LINKS, "cold": {}, "second_visit": {}}
+  with serve(args.site, cache_control="max-age=600") as url, chromium() as browser:
+    for profile in LINKS: report["cold"][profile] = [cold_visit(browser, url, profile, digit, label) for _ in range(runs)]
+    report["second_visit"] = second_visits(browser, url, "4G", digit, label, runs)
+  print(f"cold first visit, default model (CNN), p50 of {runs}; {report['machine']}\n")
+  print("| link | ready | first prediction | bytes before ready | every model downloaded | bytes in all |\n|---|---|---|---|---|---|")
+  for profile, visits in report["cold"].items():
+    latency, down = LINKS[profile]
+    print(f"| {profile} ({down / 1e6:g} Mbit/s, {latency} ms) | {p50(visits, 'ready_ms') / 1000:.2f} s | {p50(visits, 'prediction_ms') / 1000:.2f} s | "
+          f"{p50(visits, 'bytes_before_ready') / 1e6:.2f} MB | {p50(visits, 'all_models_ms') / 1000:.1f} s | {p50(visits, 'bytes_total') / 1e6:.1f} MB |")
+  for mode, visits in report["second_visit"].items():
+    print(f"| second visit, {mode} | {p50(visits, 'ready_ms') / 1000:.2f} s | {p50(visits, 'prediction_ms') / 1000:.2f} s | "
+          f"{p50(visits, 'bytes_before_ready') / 1e6:.2f} MB | | |")
+  if not args.quick: args.json.write_text(json.dumps(report, indent=1) + "\n")
+
+if __name__ == "__main__":
+  main()
