@@ -47,7 +47,7 @@ def check_webgpu():
 BACKEND_DEVICES = {"webgpu": "WEBGPU", "wasm": "CPU"}
 
 class Captured(NamedTuple):
-  kernels: list[dict]      # unique programs: {name, function, source}
+  kernels: list[dict]      # unique programs: {function, source}
   dispatches: list[dict]   # in order: {kernel, buffers (indices), workgroups}
   buffers: list[dict]      # {name, kind: input | output | weight | scratch, bytes, dtype}
 
@@ -117,7 +117,7 @@ def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, beam
       if key in index_of: return index_of[key]
       kind = "output" if key in output_of else "weight" if key in weight_of else "scratch"
       name = output_of.get(key) or weight_of.get(key) or f"scratch{sum(x['kind'] == 'scratch' for x in buffers)}"
-      info = {"name": name, "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name}
+      info = {"name": name, "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name, **({"shape": list(outs[name].shape)} if kind == "output" else {})}
     if key not in index_of:
       index_of[key] = len(buffers)
       buffers.append(info)
@@ -131,39 +131,115 @@ def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, beam
     if info.vars: raise ExportError(f"a {device} kernel takes runtime variables ({', '.join(v.arg.name for v in info.vars)}); only static shapes export")
     if "enable f16" in source or "__fp16" in source: raise ExportError("a kernel needs float16; export a float32 model")
     if source not in kernel_index:
-      # tinygrad names kernels by shape, so two different kernels can share a name: keep C symbols unique
-      taken = sum(k["function"] == info.function_name for k in kernels)
       kernel_index[source] = len(kernels)
-      kernels.append({"name": info.function_name + (f"_{taken}" if taken else ""), "function": info.function_name, "source": source})
+      kernels.append({"function": info.function_name, "source": source})
     dispatches.append({"kernel": kernel_index[source], "buffers": [buffer_index(u) for u in get_call_arg_uops(call)],
                        "workgroups": [int(g) for g in info.global_size]})
   if missing := set(outs) - {b["name"] for b in buffers if b["kind"] == "output"}: raise ExportError(f"no kernel writes {', '.join(sorted(missing))}")
   return Captured(kernels, dispatches, buffers), got
 
+def merge(programs:dict[str, Captured]) -> tuple[list[dict], list[dict], dict[str, list[dict]]]:
+  """Several captured programs of one backend as one set of kernels and buffers: the weights and the input are shared
+  by name (a program reads what another wrote into them); every other buffer belongs to its program. Returns the
+  kernels (each once, with a unique C name), the buffers, and each program's dispatches into those two lists."""
+  kernels, kernel_of, buffers, buffer_of, dispatches = [], {}, [], {}, {}
+  for program, cap in programs.items():
+    for k in cap.kernels:
+      if k["source"] in kernel_of: continue
+      # tinygrad names kernels by shape, so two different kernels can share a name: keep C symbols unique
+      taken = sum(x["function"] == k["function"] for x in kernels)
+      kernel_of[k["source"]] = len(kernels)
+      kernels.append({**k, "name": k["function"] + (f"_{taken}" if taken else "")})
+    local = []
+    for b in cap.buffers:
+      shared = b["kind"] in ("weight", "input")
+      key = (b["kind"], b["name"]) if shared else (program, b["name"])
+      if key not in buffer_of:
+        buffer_of[key] = len(buffers)
+        buffers.append(b if shared else {**b, "program": program})
+      local.append(buffer_of[key])
+    dispatches[program] = [{"kernel": kernel_of[cap.kernels[d["kernel"]]["source"]], "buffers": [local[i] for i in d["buffers"]],
+                            "workgroups": d["workgroups"]} for d in cap.dispatches]
+  return kernels, buffers, dispatches
+
+def layer_taps(model, x) -> dict:
+  """The outputs of the layers that the model names in `model.taps` ({index in model.layers: name}); the last is the
+  logits. What the page's inside view shows, and what the tap parity test compares with."""
+  found = {}
+  for i, layer in enumerate(model.layers):
+    x = layer(x)
+    if i in model.taps: found[model.taps[i]] = x
+  return found
+
+def _tap_info(model, state:dict) -> list[dict]:
+  """Each tap's name, the weight of the layer that computes it (for the page's weights view), and which output holds it."""
+  from tinygrad import nn
+  info, weight = [], None
+  for i, layer in enumerate(model.layers):
+    if isinstance(layer, (nn.Conv2d, nn.Linear)) and f"layers.{i}.weight" in state: weight = f"layers.{i}.weight"
+    if i in model.taps:
+      info.append({"name": model.taps[i], "weight": weight})
+      weight = None
+  return info
+
+# ---------------------------------------------------------------- the test-set report
+
+def test_report(logits:np.ndarray, labels:np.ndarray, images:np.ndarray|None=None) -> dict:
+  """The model's results on the test set, as the page's report shows them: accuracy, the confusion matrix (rows: true
+  digit, columns: prediction), per-class precision/recall/F1, and each misread image (index, label, prediction,
+  confidence; the 28x28 pixels as base64 of uint8, one image after another) if `images` is given."""
+  import base64
+  preds = logits.argmax(1)
+  confusion = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+  np.add.at(confusion, (labels, preds), 1)
+  per_class = []
+  for c in range(N_CLASSES):
+    tp, predicted, actual = confusion[c, c], confusion[:, c].sum(), confusion[c].sum()
+    precision, recall = tp / max(predicted, 1), tp / max(actual, 1)
+    per_class.append({"precision": round(float(precision), 4), "recall": round(float(recall), 4),
+                      "f1": round(float(2 * precision * recall / max(precision + recall, 1e-12)), 4), "support": int(actual)})
+  probs = np.exp(logits - logits.max(1, keepdims=True))
+  probs /= probs.sum(1, keepdims=True)
+  wrong = np.nonzero(preds != labels)[0]
+  report = {"accuracy": round(float((preds == labels).mean() * 100), 2),   # exact: one image is 0.01 %
+            "confusion": confusion.tolist(), "per_class": per_class,
+            "misread": {"index": wrong.tolist(), "label": labels[wrong].tolist(), "pred": preds[wrong].tolist(),
+                        "confidence": [round(float(p), 4) for p in probs[wrong, preds[wrong]]]}}
+  if images is not None:
+    report["misread"]["pixels"] = base64.b64encode(images[wrong].astype(np.uint8).tobytes()).decode()
+  return report
+
 # ---------------------------------------------------------------- the WebAssembly fallback
 
 WASM_ALIGN = 16   # float4 loads
 
-def wasm_layout(buffers:list[dict]) -> tuple[list[int], int]:
-  """Byte offset of each buffer in the module's one static arena, and the arena's size."""
+def wasm_layout(buffers:list[dict], used:set[int]|None=None) -> tuple[list[int|None], int]:
+  """Byte offset of each buffer (of those in `used`, default all) in a module's one static arena, and the arena's size."""
   offsets, end = [], 0
-  for b in buffers:
+  for i, b in enumerate(buffers):
+    if used is not None and i not in used: offsets.append(None); continue
     offsets.append(end)
     end += -(-b["bytes"] // WASM_ALIGN) * WASM_ALIGN
   return offsets, max(end, WASM_ALIGN)
 
-def render_c(kernels:list[dict], dispatches:list[dict], buffers:list[dict]) -> str:
-  """tinygrad's C kernels, an arena holding every buffer at a fixed offset, and `net()` calling the kernels in order."""
-  offsets, arena = wasm_layout(buffers)
+def entry_point(program:str) -> str: return "net" if program == "forward" else f"net_{program}"
+
+def render_c(kernels:list[dict], buffers:list[dict], programs:dict[str, list[dict]]) -> tuple[str, list[int|None]]:
+  """tinygrad's C kernels, an arena holding every buffer these programs use at a fixed offset, and one exported
+  function per program (`net` for the forward) calling its kernels in order. Returns the C source and the offsets."""
+  used_kernels = sorted({d["kernel"] for ds in programs.values() for d in ds})
+  offsets, arena = wasm_layout(buffers, {b for ds in programs.values() for d in ds for b in d["buffers"]})
   lines = ["// generated by export_utils.py from tinygrad's C kernels; compiled with clang --target=wasm32 -msimd128"]
-  for k in kernels:
+  for k in (kernels[i] for i in used_kernels):
     if "void " + k["function"] + "(" not in k["source"]: raise ExportError(f"cannot find kernel {k['function']} in its C source")
     lines.append(k["source"].replace("void " + k["function"] + "(", "static void " + k["name"] + "(", 1))
   lines += [f"static unsigned char arena[{arena}] __attribute__((aligned({WASM_ALIGN})));",
-            '__attribute__((export_name("arena"))) unsigned char* arena_address(void) { return arena; }',
-            '__attribute__((export_name("net"))) void net(void) {']
-  lines += [f"  {kernels[d['kernel']]['name']}({', '.join(f'(void*)(arena + {offsets[b]})' for b in d['buffers'])});" for d in dispatches]
-  return "\n".join(lines + ["}", ""])
+            '__attribute__((export_name("arena"))) unsigned char* arena_address(void) { return arena; }']
+  for program, dispatches in programs.items():
+    lines.append(f'__attribute__((export_name("{entry_point(program)}"))) void {entry_point(program)}(void) {{')
+    lines += [f"  {kernels[d['kernel']]['name']}({', '.join(f'(void*)(arena + {offsets[b]})' for b in d['buffers'])});" for d in dispatches]
+    lines.append("}")
+  return "\n".join(lines + [""]), offsets
 
 WASM_HELP = "the WebAssembly fallback is compiled with clang and wasm-ld (Debian: apt-get install clang lld)"
 
@@ -237,19 +313,22 @@ def _stored(value:np.ndarray, dtype:str, name:str) -> np.ndarray:
   return half
 
 def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dict|None=None, wasm_beam:int=0,
-                 weights_dtype:str="float16") -> Path:
-  """Write `out_dir/name/` with `name.js` (WebGPU ES module), `name.safetensors` (weights) and `name.json` (metadata).
+                 weights_dtype:str="float16", report:dict|None=None) -> Path:
+  """Write `out_dir/name/`: `name.js` (the ES module: the plan, the forward's WGSL and the runtime), `name.wasm` (the
+  forward on WebAssembly), `name.extras.js` and `name.extras.wasm` (what the page loads on demand: the WGSL of the
+  other programs, and a WebAssembly module with every program), `name.safetensors` (the weights, read by both
+  backends), `name.json` (metadata) and, given a `report` (test_report), `name.report.json`.
 
-  `model(x)` maps a normalised (1, 1, 28, 28) float32 batch to 10 logits. `metadata` should hold at least
-  `test_accuracy`; the input contract, parameter count, weights hash and tinygrad version are added here.
-  Writing is atomic: on any failure the previous export is left untouched.
+  The programs: "forward" maps a normalised (1, 1, 28, 28) float32 image to 10 logits; "taps" also returns the
+  outputs of the layers the model names in `model.taps`, if it has them. Writing is atomic: on any failure the
+  previous export is left untouched.
 
   `weights_dtype` float16 stores the weights in half the bytes; the model must already hold float16-exact weights
-  (round_weights), so that the accuracy in `metadata` is the accuracy of exactly what is shipped.
+  (round_weights), so that the accuracy measured on it (the report's) is the accuracy of exactly what is shipped.
 
-  `wasm_beam` > 0 picks the WebAssembly kernels by tinygrad's BEAM search, timed natively on this CPU. Measured on the
-  shipped models: the CNN runs 1.5x faster in Chromium, the MLP slower (native AVX2 timings do not always carry over
-  to 128-bit wasm SIMD), so it is a per-model choice; it never touches the WebGPU kernels."""
+  `wasm_beam` > 0 picks the forward's WebAssembly kernels by tinygrad's BEAM search, timed natively on this CPU.
+  Measured on the shipped models: the CNN runs 1.5x faster in Chromium, the MLP slower (native AVX2 timings do not
+  always carry over to 128-bit wasm SIMD), so it is a per-model choice; it never touches the WebGPU kernels."""
   if not name.isidentifier(): raise ExportError(f"model name {name!r} must be an identifier (it names files and a JS module)")
   check_webgpu()
   from tinygrad import dtypes
@@ -260,11 +339,30 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   # export what the kernels read: float tensors; integer bookkeeping (batch-norm's step counter) never enters the forward
   state = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
   weights = {k: _stored(v.numpy(), weights_dtype, k) for k, v in state.items()}
-  probe = np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32)
-  captured = capture(lambda x: {"output": model(x)}, {"input": probe}, state, wasm_beam=wasm_beam)
-  kernels, dispatches, buffers = captured["webgpu"]
-  wasm_kernels, wasm_dispatches, wasm_buffers = captured["wasm"]
-  wasm = compile_wasm(render_c(wasm_kernels, wasm_dispatches, wasm_buffers))
+  probe = {"input": np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32)}
+  programs = {"forward": capture(lambda x: {"output": model(x)}, probe, state, wasm_beam=wasm_beam)}
+  taps = []
+  if getattr(model, "taps", None):
+    taps = _tap_info(model, state)
+    def with_taps(x):
+      found = layer_taps(model, x)
+      return {"output": found.pop(taps[-1]["name"]), **found}
+    if "output" in model.taps.values(): raise ExportError("a tap cannot be named 'output'")
+    programs["taps"] = capture(with_taps, probe, state)
+  webgpu = merge({p: c["webgpu"] for p, c in programs.items()})
+  wasm = merge({p: c["wasm"] for p, c in programs.items()})
+  shapes = {b["name"]: b["shape"] for b in webgpu[1] if b["kind"] == "output" and b.get("program") == "taps"}
+  for t in taps: t.update(buffer="output" if t is taps[-1] else t["name"], shape=shapes["output" if t is taps[-1] else t["name"]])
+  # the first visit loads the programs that need no kernel beyond the forward's (the taps need none); any other
+  # program (a training step) comes in the extras files, loaded when the page first asks for it
+  base = {p for p, ds in wasm[2].items() if all(_used_by(d["kernel"], wasm[2]["forward"]) for d in ds)}
+  base_c, base_offsets = render_c(wasm[0], wasm[1], {p: ds for p, ds in wasm[2].items() if p in base})
+  files = {"wasm": compile_wasm(base_c)}
+  if wasm_extras := len(base) < len(wasm[2]):
+    extras_c, extras_offsets = render_c(*wasm)
+    files["extras.wasm"] = compile_wasm(extras_c)
+  if webgpu_extras := not all(_used_by(i, webgpu[2]["forward"]) for i in range(len(webgpu[0]))):
+    files["extras.js"] = render_extras(name, webgpu[0], webgpu[2]).encode()
 
   out_dir, final = Path(out_dir), Path(out_dir) / name
   try:
@@ -275,23 +373,30 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   try:
     # one metadata key: safetensors orders several arbitrarily, and the same weights should give the same file (and hash)
     save_file(weights, staged / f"{name}.safetensors", metadata={"model": name})
-    weights_bytes = (staged / f"{name}.safetensors").read_bytes()
-    sha = hashlib.sha256(weights_bytes).hexdigest()
+    files["safetensors"] = (staged / f"{name}.safetensors").read_bytes()
+    if report is not None: files["report.json"] = (json.dumps(report, separators=(",", ":")) + "\n").encode()
+    sha = {ext: hashlib.sha256(data).hexdigest() for ext, data in files.items()}
     params = sum(int(np.prod(w.shape)) for w in weights.values())
-    _fsync_write(staged / f"{name}.wasm", wasm)
-    wasm_plan = {"sha256": hashlib.sha256(wasm).hexdigest(), "bytes": len(wasm), "kernels": len(wasm_kernels),
-                 "buffers": [{**b, "offset": o} for b, o in zip(wasm_buffers, wasm_layout(wasm_buffers)[0])]}
-    module = render_module(name, kernels, dispatches, buffers, sha, wasm_plan).encode()
-    meta = {"name": name, **(metadata or {}), "params": (metadata or {}).get("params", params), "weights_sha256": sha,
-            "weights_bytes": len(weights_bytes), "weights_dtype": sorted({str(w.dtype) for w in weights.values()}),
-            "tinygrad_version": _version(),
-            **input_contract(),
-            "kernels": len(kernels), "dispatches": len(dispatches), "backends": ["webgpu", "wasm"], "wasm_kernels": len(wasm_kernels), "wasm_beam": wasm_beam,
-            # what the page asks for, by content: a changed file gets a new URL, so no cache can serve a stale one
-            "files": {"module": _short(hashlib.sha256(module).hexdigest()), "weights": _short(sha), "wasm": _short(wasm_plan["sha256"])},
-            "file_bytes": {"module": len(module), "weights": len(weights_bytes), "wasm": len(wasm)},
+    file_info = lambda ext, **extra: {"sha256": sha[ext], "bytes": len(files[ext]), **extra}
+    plan = {"name": name, "weightsSha256": sha["safetensors"], "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES, "taps": taps,
+            "webgpu": {"kernels": [{"name": k["function"], "extras": not _used_by(i, webgpu[2]["forward"])} for i, k in enumerate(webgpu[0])],
+                       "buffers": webgpu[1], "programs": webgpu[2], "extras": file_info("extras.js") if webgpu_extras else None},
+            "wasm": {"buffers": wasm[1], "programs": {p: entry_point(p) for p in wasm[2]},
+                     "base": file_info("wasm", offsets=base_offsets, programs=sorted(base)),
+                     "extras": file_info("extras.wasm", offsets=extras_offsets, programs=sorted(wasm[2])) if wasm_extras else None}}
+    files["js"] = render_module(name, plan, webgpu[0]).encode()
+    for ext, data in files.items(): _fsync_write(staged / f"{name}.{ext}", data)
+    # what the page asks for, by content: a changed file gets a new URL, so no cache can serve a stale one
+    meta = {"name": name, **(metadata or {}), **({"test_accuracy": report["accuracy"]} if report is not None else {}),
+            "params": (metadata or {}).get("params", params), "weights_sha256": sha["safetensors"],
+            "weights_bytes": len(files["safetensors"]), "weights_dtype": sorted({str(w.dtype) for w in weights.values()}),
+            "tinygrad_version": _version(), **input_contract(),
+            "taps": [{k: t[k] for k in ("name", "shape", "weight")} for t in taps],
+            "kernels": len(webgpu[0]), "dispatches": len(webgpu[2]["forward"]), "backends": ["webgpu", "wasm"],
+            "wasm_kernels": len({d["kernel"] for d in wasm[2]["forward"]}), "wasm_beam": wasm_beam,
+            "files": {FILE_KEYS[ext]: _short(hashlib.sha256(data).hexdigest()) for ext, data in files.items()},
+            "file_bytes": {FILE_KEYS[ext]: len(data) for ext, data in files.items()},
             "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    _fsync_write(staged / f"{name}.js", module)
     _fsync_write(staged / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
     for f in staged.iterdir(): f.chmod(0o644)
     staged.chmod(0o755)   # mkdtemp makes it private; a web server must read it
@@ -299,6 +404,12 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   except OSError as e: raise ExportError(f"could not write {final} ({e.strerror or e})") from None
   finally: shutil.rmtree(staged, ignore_errors=True)
   return final
+
+# a model's files, by suffix -> their names in the metadata's "files" (the page and sw.js find them there)
+FILE_KEYS = {"js": "module", "safetensors": "weights", "wasm": "wasm", "extras.js": "extras_module", "extras.wasm": "extras_wasm",
+             "report.json": "report"}
+
+def _used_by(kernel:int, dispatches:list[dict]) -> bool: return any(d["kernel"] == kernel for d in dispatches)
 
 def _short(sha256:str) -> str: return sha256[:16]
 
@@ -310,11 +421,17 @@ def _version() -> str:
 
 RUNTIME_JS = Path(__file__).resolve().parent / "webapp" / "js" / "model_runtime.js"   # real JavaScript, tested by node --test
 
-def render_module(name:str, kernels:list[dict], dispatches:list[dict], buffers:list[dict], weights_sha256:str, wasm:dict) -> str:
-  plan = {"name": name, "weightsSha256": weights_sha256, "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES,
-          "kernels": [{"name": k["function"]} for k in kernels], "buffers": buffers, "dispatches": dispatches, "wasm": wasm}
-  wgsl = ",\n".join(f"  /* {k['function']} */ `{k['source']}`" for k in kernels)
+def render_module(name:str, plan:dict, kernels:list[dict]) -> str:
+  """The model's ES module: its plan, the WGSL of the forward's kernels (the others are in name.extras.js) and the runtime."""
+  wgsl = ",\n".join(f"  /* {k['function']} */ " + ("null" if plan["webgpu"]["kernels"][i]["extras"] else f"`{k['source']}`") for i, k in enumerate(kernels))
   return (f"// {name}: generated by export_utils.py from a tinygrad {_version()} model. Do not edit; re-export instead.\n"
           f"const PLAN = {json.dumps(plan, separators=(',', ':'))};\n\nconst WGSL = [\n{wgsl}\n];\n\n"
           f"// ---- the runtime, embedded from webapp/js/model_runtime.js\n{RUNTIME_JS.read_text()}\n"
           "export default createModel(PLAN, WGSL, import.meta.url);\n")
+
+def render_extras(name:str, kernels:list[dict], programs:dict[str, list[dict]]) -> str:
+  """The WGSL of the kernels that only the other programs use (the page loads it on demand), by kernel index."""
+  forward = {d["kernel"] for d in programs["forward"]}
+  wgsl = ",\n".join(f"  {i}: /* {k['function']} */ `{k['source']}`" for i, k in enumerate(kernels) if i not in forward)
+  return (f"// {name}: generated by export_utils.py; the WGSL of the programs beyond the forward. Do not edit; re-export instead.\n"
+          f"export const WGSL = {{\n{wgsl}\n}};\n")

@@ -16,10 +16,13 @@ class ConvNet:
   def __init__(self, channels:int=32, act:str="relu", dropout:float=0.0, bn:int=1):
     c1, c2, a = channels, 2 * channels, ACTIVATIONS[act]
     norm = lambda c: [nn.BatchNorm(c)] if bn else []
-    self.layers: list = [
-      nn.Conv2d(1, c1, 5), a, nn.Conv2d(c1, c1, 5), a, *norm(c1), Tensor.max_pool2d,      # 28 -> 24 -> 20 -> 10
-      nn.Conv2d(c1, c2, 3), a, nn.Conv2d(c2, c2, 3), a, *norm(c2), Tensor.max_pool2d,      # 10 -> 8 -> 6 -> 3
-      lambda x: x.flatten(1).dropout(dropout), nn.Linear(c2 * 3 * 3, 10)]
+    self.layers: list = []
+    self.taps: dict[int, str] = {}   # layer index -> name: the outputs the page shows inside the model
+    for name, layers in [("conv1", [nn.Conv2d(1, c1, 5), a]), ("conv2", [nn.Conv2d(c1, c1, 5), a, *norm(c1)]), ("pool1", [Tensor.max_pool2d]),
+                         ("conv3", [nn.Conv2d(c1, c2, 3), a]), ("conv4", [nn.Conv2d(c2, c2, 3), a, *norm(c2)]), ("pool2", [Tensor.max_pool2d]),
+                         ("logits", [lambda x: x.flatten(1).dropout(dropout), nn.Linear(c2 * 3 * 3, 10)])]:
+      self.layers += layers                                     # 28 -> 24 -> 20 -> 10 -> 8 -> 6 -> 3 pixels
+      self.taps[len(self.layers) - 1] = name
 
   def __call__(self, x:Tensor) -> Tensor: return x.sequential(self.layers)
 

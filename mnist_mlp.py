@@ -14,11 +14,14 @@ ACTIVATIONS = {"relu": Tensor.relu, "gelu": Tensor.gelu, "silu": Tensor.silu}
 class MLP:
   def __init__(self, width:int=512, depth:int=2, act:str="relu", dropout:float=0.0, bn:int=0):
     self.layers: list = [lambda x: x.flatten(1)]
+    self.taps: dict[int, str] = {}   # layer index -> name: the outputs the page shows inside the model
     size = 28 * 28
-    for _ in range(depth):
+    for i in range(depth):
       self.layers += [nn.Linear(size, width), *([nn.BatchNorm(width)] if bn else []), ACTIVATIONS[act], lambda x: x.dropout(dropout)]
+      self.taps[len(self.layers) - 1] = f"hidden{i + 1}"
       size = width
     self.layers.append(nn.Linear(size, 10))
+    self.taps[len(self.layers) - 1] = "logits"
 
   def __call__(self, x:Tensor) -> Tensor: return x.sequential(self.layers)
 

@@ -13,7 +13,7 @@ from tinygrad.helpers import getenv, trange
 from safetensors.numpy import save_file
 from tinygrad.nn.state import get_state_dict, get_parameters, load_state_dict
 from mnist_data import IMAGE_SIZE, UserError, load_mnist, normalize
-from export_utils import ExportError, WEIGHT_DTYPES, export_model, round_weights
+from export_utils import ExportError, WEIGHT_DTYPES, export_model, round_weights, test_report
 
 # ---------------------------------------------------------------- knobs
 
@@ -132,7 +132,7 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
       history["loss"].append([i + 1, loss_value])
       history["log_seconds"].append(time.perf_counter() - start)   # loss.item() synchronised: a true time
     if eval_every and X_test is not None and (i % eval_every == eval_every - 1):
-      test_acc = evaluate(model, X_test, Y_test)[0]
+      test_acc = evaluate(model, X_test, Y_test)
       history["accuracy_curve"].append([i + 1, test_acc])
     t.set_description(f"loss {loss_value:6.3f}" + (f" test {test_acc:5.2f}%" if eval_every else ""))
   Device[X_train.device].synchronize()
@@ -140,11 +140,14 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
   history["final_loss"] = loss_value
   return history
 
-def evaluate(model, X:Tensor, Y:Tensor, batch_size:int=1000) -> tuple[float, np.ndarray]:
-  """Accuracy (percent) in eval mode (no dropout, batch-norm running statistics) and the predicted labels."""
+def predict(model, X:Tensor, batch_size:int=1000) -> np.ndarray:
+  """The logits for uint8 images X in eval mode (no dropout, batch-norm running statistics)."""
   # no TinyJit: a slice of a realized tensor is a view of its buffer, which the JIT input swap does not follow
-  preds = np.concatenate([model(normalize(X[i:i + batch_size])).argmax(axis=1).numpy() for i in range(0, X.shape[0], batch_size)])
-  return round(float((preds == Y.numpy()).mean() * 100), 2), preds   # exact: one image is 0.01 %
+  return np.concatenate([model(normalize(X[i:i + batch_size])).numpy() for i in range(0, X.shape[0], batch_size)])
+
+def evaluate(model, X:Tensor, Y:Tensor) -> float:
+  """Test accuracy in percent, as the exporter's report computes it."""
+  return test_report(predict(model, X), Y.numpy())["accuracy"]
 
 # ---------------------------------------------------------------- checkpoints
 
@@ -215,23 +218,20 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
     if checkpoint:
       save_checkpoint(model, cfg, training_info, checkpoint)
       print(f"checkpoint: {checkpoint}")
-    accuracy, preds = evaluate(model, X_test, Y_test)
-    print(f"test accuracy: {accuracy:.2f}% on all {X_test.shape[0]} test images")
+    report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
+    print(f"test accuracy: {report['accuracy']:.2f}% on all {X_test.shape[0]} test images")
     precision = {"weights_dtype": weights_dtype}
     # the exported model is the one with the weights as stored: its accuracy is measured on exactly those
     if do_export and round_weights(model, weights_dtype):
-      precision["test_accuracy_float32"] = accuracy
-      accuracy, preds = evaluate(model, X_test, Y_test)
-      print(f"test accuracy: {accuracy:.2f}% with the weights rounded to {weights_dtype} as exported")
-    confusion = np.zeros((10, 10), dtype=int)
-    np.add.at(confusion, (Y_test.numpy(), preds), 1)
+      precision["test_accuracy_float32"] = report["accuracy"]
+      report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
+      print(f"test accuracy: {report['accuracy']:.2f}% with the weights rounded to {weights_dtype} as exported")
     if do_export:
-      folder = export_model(model, name, out_dir, wasm_beam=wasm_beam, weights_dtype=weights_dtype, metadata={
-        "test_accuracy": accuracy, **precision, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg,
-        "training": training_info})
+      folder = export_model(model, name, out_dir, wasm_beam=wasm_beam, weights_dtype=weights_dtype, report=report, metadata={
+        **precision, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
       print(f"exported to {folder}/")
-    result = {"name": name, "test_accuracy": accuracy, "params": n_params, "device": Device.DEFAULT, "config": cfg,
-              "confusion": confusion.tolist(), **history}
+    result = {"name": name, "test_accuracy": report["accuracy"], "params": n_params, "device": Device.DEFAULT, "config": cfg,
+              "confusion": report["confusion"], **history}
     if metrics_path: Path(metrics_path).write_text(json.dumps(result))
     return result
   except (UserError, ExportError) as e:

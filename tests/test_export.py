@@ -28,8 +28,10 @@ def _float_state(model):
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_export_files_and_metadata(quick_exports, name):
   folder, metrics = quick_exports[name]
-  assert sorted(p.name for p in folder.iterdir()) == sorted(f"{name}.{ext}" for ext in ("js", "json", "safetensors", "wasm"))
   meta = json.loads((folder / f"{name}.json").read_text())
+  suffixes = {v: k for k, v in export_utils.FILE_KEYS.items()}
+  assert sorted(p.name for p in folder.iterdir()) == sorted([f"{name}.json", *(f"{name}.{suffixes[k]}" for k in meta["files"])])
+  assert {"module", "weights", "wasm", "report"} <= set(meta["files"])
   weights = (folder / f"{name}.safetensors").read_bytes()
   assert meta["test_accuracy"] == metrics["test_accuracy"] and meta["mean"] == MEAN and meta["std"] == STD
   assert meta["input_shape"] == [1, 1, 28, 28] and meta["tinygrad_version"] == "0.14.0"
@@ -42,8 +44,8 @@ def test_export_files_and_metadata(quick_exports, name):
   wasm = (folder / f"{name}.wasm").read_bytes()
   assert wasm[:4] == b"\0asm" and hashlib.sha256(wasm).hexdigest() in js
   # the page asks for each file by its content hash
-  assert meta["files"] == {"module": hashlib.sha256(js.encode()).hexdigest()[:16], "weights": meta["weights_sha256"][:16],
-                           "wasm": hashlib.sha256(wasm).hexdigest()[:16]}
+  for key, short in meta["files"].items():
+    assert hashlib.sha256((folder / f"{name}.{suffixes[key]}").read_bytes()).hexdigest()[:16] == short, key
   assert meta["backends"] == ["webgpu", "wasm"]
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
@@ -51,21 +53,27 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   folder, _ = quick_exports[name]
   model, _ = build_model(folder)
   plan = read_plan(folder / f"{name}.js")
-  weight_buffers = [b for b in plan["buffers"] if b["kind"] == "weight"]
+  webgpu, wasm = plan["webgpu"], plan["wasm"]
+  weight_buffers = [b for b in webgpu["buffers"] if b["kind"] == "weight"]
   state = _float_state(model)
   assert len(weight_buffers) == len(state) and {b["name"] for b in weight_buffers} == state
   tensors = load_file(folder / f"{name}.safetensors")
   assert set(tensors) == state
   # stored as float16 (half the download), computed in float32: each buffer holds twice the stored bytes
   for b in weight_buffers: assert tensors[b["name"]].dtype == np.float16 and b["bytes"] == 2 * tensors[b["name"]].nbytes
-  used = {i for d in plan["dispatches"] for i in d["buffers"]}
-  assert used == set(range(len(plan["buffers"])))                   # every buffer is read or written by some kernel
-  assert [b["kind"] for b in plan["buffers"]].count("input") == 1 and [b["kind"] for b in plan["buffers"]].count("output") == 1
-  # the WebAssembly module reads the same weights file: every tensor at its own place in the arena, none overlapping
-  wasm_buffers = plan["wasm"]["buffers"]
-  assert {b["name"]: b["bytes"] for b in wasm_buffers if b["kind"] == "weight"} == {k: 2 * t.nbytes for k, t in tensors.items()}
-  spans = sorted((b["offset"], b["offset"] + b["bytes"]) for b in wasm_buffers)
-  assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(b["offset"] % 16 == 0 for b in wasm_buffers)
+  for backend in (webgpu, wasm):
+    kinds = [b["kind"] for b in backend["buffers"]]
+    assert kinds.count("input") == 1                                # one input, shared by the programs
+    assert [b["name"] for b in backend["buffers"] if b["kind"] == "output" and b["program"] == "forward"] == ["output"]
+    assert {b["name"] for b in backend["buffers"] if b["kind"] == "weight"} == state        # weights shared by name
+  assert {i for ds in webgpu["programs"].values() for d in ds for i in d["buffers"]} == set(range(len(webgpu["buffers"])))
+  # the WebAssembly modules read the same weights file: every tensor at its own place in the arena, none overlapping
+  assert {b["name"]: b["bytes"] for b in wasm["buffers"] if b["kind"] == "weight"} == {k: 2 * t.nbytes for k, t in tensors.items()}
+  for file in (wasm["base"], wasm["extras"]):
+    if file is None: continue
+    spans = sorted((o, o + b["bytes"]) for b, o in zip(wasm["buffers"], file["offsets"]) if o is not None)
+    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(o % 16 == 0 for o, _ in spans)
+  assert "forward" in wasm["base"]["programs"]
 
 def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_exports, mnist_test_set):
   """Outside a browser: render_c + compile_wasm + the generated module give logits that match tinygrad's."""
@@ -92,8 +100,8 @@ def test_weights_are_shipped_as_float16_and_the_metadata_measures_exactly_those(
     meta = json.loads((folder / f"{name}.json").read_text())
     assert meta["weights_dtype"] == ["float16"] and meta["test_accuracy"] == metrics["test_accuracy"]
     assert "test_accuracy_float32" in meta                                 # what rounding cost, for the record
-    sizes = {k: (folder / f"{name}.{ext}").stat().st_size for k, ext in (("module", "js"), ("weights", "safetensors"), ("wasm", "wasm"))}
-    assert meta["file_bytes"] == sizes
+    sizes = {key: (folder / f"{name}.{suffix}").stat().st_size for suffix, key in export_utils.FILE_KEYS.items() if (folder / f"{name}.{suffix}").exists()}
+    assert meta["file_bytes"] == sizes and {"module", "weights", "wasm", "report"} <= set(sizes)
 
 def test_an_unrounded_model_is_refused_for_float16_export(quick_exports, tmp_path):
   """Rounding inside the exporter would ship a model whose accuracy nobody measured: it must be done before."""

@@ -16,14 +16,15 @@ def test_quick_sweep_runs_resumes_and_writes_a_report(tmp_path):
   results, report = tmp_path / "sweep.json", tmp_path / "HYPERPARAMETERS.md"
   first = _sweep("--quick", "--only", "mnist_mlp", "--results", str(results), "--out", str(report))
   assert first.returncode == 0, first.stderr[-2000:]
-  assert "2 runs to do, 0 already" in first.stdout
+  assert "4 runs to do, 0 already" in first.stdout                                      # 2 configurations, both again with seed 1
   second = _sweep("--quick", "--results", str(results), "--out", str(report))          # resumes: only the CNN runs are left
   assert second.returncode == 0, second.stderr[-2000:]
-  assert "2 runs to do, 2 already" in second.stdout
+  assert "4 runs to do, 4 already" in second.stdout
   data = json.loads(results.read_text())
-  assert len(data) == 4 and all(0 <= r["test_accuracy"] <= 100 and r["loss"] and r["params"] > 0 for r in data.values())
+  assert len(data) == 8 and all(0 <= r["test_accuracy"] <= 100 and r["loss"] and r["params"] > 0 for r in data.values())
   text = report.read_text()
   assert "## mnist_mlp" in text and "## mnist_convnet" in text and text.count("★") == 2
+  assert "### mnist_mlp: seed noise" in text and "| baseline → one-cycle |" in text
   for png in ("mnist_mlp_curves.png", "mnist_convnet_curves.png", "mnist_mlp_confusion.png", "mnist_convnet_confusion.png"):
     assert (tmp_path / "results" / png).stat().st_size > 1000
   assert "0 runs to do" in _sweep("--quick", "--results", str(results), "--out", str(report)).stdout

@@ -6,9 +6,12 @@
 // with ?v=<content hash> never change under their URL, so a cached copy is served first; a re-exported model has new
 // URLs, and its old copies are dropped as the new ones are stored.
 const CACHE = "mnist-app-v1";   // OFFLINE_CACHE in js/models.js (a test keeps the two equal)
-const SHELL = ["./", "css/app.css", "js/main.js", "js/drawing.js", "js/preprocess.js", "js/models.js", "js/chart.js",
+const SHELL = ["./", "css/app.css", "js/main.js", "js/drawing.js", "js/preprocess.js", "js/models.js", "js/chart.js", "js/inside.js", "js/report.js",
                "samples/mnist_test_samples.bin"];
 const MODELS = ["mnist_mlp", "mnist_convnet"];   // as in js/models.js (a test keeps the two lists equal)
+
+// the exporter's names for a model's files (metadata "files") -> the files' suffixes
+const FILE_SUFFIX = { module: "js", weights: "safetensors", wasm: "wasm", extras_module: "extras.js", extras_wasm: "extras.wasm", report: "report.json" };
 
 const isVersioned = (url) => new URL(url, self.location.href).searchParams.has("v");
 
@@ -43,9 +46,7 @@ async function precache() {
   const cache = await caches.open(CACHE);
   const models = MODELS.map(async (name) => {
     const meta = await (await fetchAndStore(cache, `${name}/${name}.json`)).json();
-    const { module, weights, wasm } = meta.files;
-    await Promise.all([`${name}/${name}.js?v=${module}`, `${name}/${name}.safetensors?v=${weights}`, `${name}/${name}.wasm?v=${wasm}`]
-      .map((url) => fetchAndStore(cache, url)));
+    await Promise.all(Object.entries(meta.files).map(([key, hash]) => fetchAndStore(cache, `${name}/${name}.${FILE_SUFFIX[key]}?v=${hash}`)));
   });
   const results = await Promise.allSettled([...SHELL.map((url) => fetchAndStore(cache, url)), ...models]);
   for (const r of results) if (r.status === "rejected") console.warn("offline cache:", r.reason?.message ?? r.reason);

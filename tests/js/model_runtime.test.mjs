@@ -143,3 +143,20 @@ test("the same weights given to two loads are hashed once; a changed file is ref
 test("sha256Hex is the hex SHA-256", async () => {
   assert.equal(await sha256Hex(new TextEncoder().encode("abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 });
+
+test("the taps program returns every named layer, and its logits are the forward's", async () => {
+  const dir = join(ROOT, "webapp", "mnist_mlp"), read = (ext) => new Uint8Array(readFileSync(join(dir, `mnist_mlp.${ext}`)));
+  const mlpPlan = JSON.parse(readFileSync(join(dir, "mnist_mlp.js"), "utf8").split("\n").find((l) => l.startsWith("const PLAN = ")).slice(13, -1));
+  const model = createModel(mlpPlan, [], new URL(`file://${dir}/mnist_mlp.js`));
+  const run = await model.load("wasm", read("safetensors"), { wasm: read("wasm") });
+  const x = Float32Array.from({ length: 784 }, (_, i) => Math.sin(i));
+  const plain = await run(x), { logits, taps } = await run(x, { taps: true });
+  assert.deepEqual([...logits], [...plain]);
+  assert.deepEqual(Object.keys(taps), mlpPlan.taps.map((t) => t.name));
+  for (const t of mlpPlan.taps) assert.equal(taps[t.name].length, t.shape.reduce((a, b) => a * b, 1));
+  assert.deepEqual([...taps.logits], [...plain]);
+  assert.ok(taps.hidden1.every((v) => v >= 0));                           // after a ReLU
+  const tensors = await model.tensors(read("safetensors"));
+  assert.deepEqual(tensors("layers.1.weight").shape, [1024, 784]);
+  assert.throws(() => tensors("nope"), /no tensor "nope"/);
+});

@@ -55,9 +55,15 @@ export class DrawingPad extends EventTarget {
     const ctx = small.getContext("2d"), data = ctx.createImageData(28, 28);
     pixels.forEach((v, i) => data.data.set([v, v, v, 255], i * 4));
     ctx.putImageData(data, 0, 0);
-    this.actions.push({ type: "clear" }, { type: "image", tool: "pen", image: small });
+    this.actions.push({ type: "clear" }, { type: "image", tool: "pen", image: small, pixels: Uint8Array.from(pixels) });
     this.#redraw();
     this.#changed(true);
+  }
+
+  /** The 28x28 image that drawImage put on the canvas, while nothing has been drawn over it (else null). */
+  get exactImage() {
+    const last = this.actions.at(-1);
+    return last?.type === "image" ? last.pixels : null;
   }
 
   undo() {

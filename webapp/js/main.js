@@ -1,7 +1,7 @@
 // Wiring: drawing -> preprocessing -> model -> prediction, confidence, timing and chart. At most one prediction is in
 // flight and at most one runs per animation frame; the newest drawing always wins.
 import { DrawingPad, INK_SIZE } from "./drawing.js";
-import { preprocess } from "./preprocess.js";
+import { preprocess, fromMnist } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
 import { ModelRuntime, BACKEND_NAMES, median } from "./models.js";
 
@@ -11,7 +11,8 @@ const ui = {
   modelSelect: $("model-select"), modelInfo: $("model-info"), hint: $("pad-hint"), announce: $("announce"),
   pen: $("pen"), eraser: $("eraser"), brush: $("brush"), undo: $("undo"), clear: $("clear"), noWebGPU: $("no-webgpu"),
   sample: $("sample"), theme: $("theme"), backendSelect: $("backend-select"), backendInfo: $("backend-info"),
-  downloads: $("downloads"),
+  downloads: $("downloads"), insideToggle: $("inside-toggle"), insidePanel: $("inside-panel"), reportToggle: $("report-toggle"),
+  reportPanel: $("report-panel"),
 };
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
@@ -23,6 +24,7 @@ const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives
 let dirty = true, urgent = false, busy = false, frameRequested = false, lastAnnounced = "";
 let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
 let lastInput = -Infinity;  // when the drawing last changed
+let visitorChoseModel = false;
 
 // background loading (other models, WebGPU, timing) waits for moments when no prediction runs or is about to
 function isIdle() { return !busy && !(dirty && selected().run) && performance.now() - lastInput > 300; }
@@ -143,9 +145,10 @@ function onRuntimeChange(event) {
     showDownloads();
     if (event.model === selected() && !event.model.run) updateReadiness();
   } else {
-    // a model failed while another loaded: switch to a working one rather than show nothing
+    // the default model failed while another loaded: switch to a working one rather than show nothing (never away from
+    // a model the visitor picked: they see why it failed)
     const m = selected();
-    if (m.error && !m.retryable) {
+    if (m.error && !m.retryable && !visitorChoseModel) {
       const working = [...runtime.models.values()].find((x) => x.run);
       if (working) ui.modelSelect.value = working.name;
     }
@@ -153,6 +156,7 @@ function onRuntimeChange(event) {
     showDownloads();
     if (event.kind === "lost") setStatus(`GPU device lost, recovering… (${BACKEND_NAMES[selected().backend] ?? "nothing"} meanwhile)`, "error");
     if (event.kind === "downloaded") enableOffline();
+    if (event.kind === "model" && event.model === selected()) { refreshInside().catch(panelError); refreshReport().catch(panelError); }
   }
 }
 
@@ -212,29 +216,69 @@ function announce(text) {
 
 async function predict() {
   const model = selected();
-  const processed = pad.isBlank ? null : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, model.meta ?? PREVIEW_ONLY);
+  // a test digit put on the canvas as it is (a sample, a digit from the report) is read exactly as in the test set
+  const contract = model.meta ?? PREVIEW_ONLY, exact = pad.exactImage;
+  const processed = pad.isBlank ? null : exact ? fromMnist(exact, contract) : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, contract);
   drawPreview(processed?.image);
-  if (!processed) { showEmpty(); return; }
+  if (!processed) { showEmpty(); inside?.update(model, null); return; }
   ui.hint.classList.add("invisible");
   if (!model.run) return;
-  const backend = model.backend, start = performance.now();
-  const logits = await model.run(processed.input);
-  const elapsed = performance.now() - start;
+  // with the inside view open, the "taps" program also returns every layer's output; closed, the plain forward runs
+  const withTaps = Boolean(inside && insideShownFor(model)), backend = model.backend, start = performance.now();
+  const result = await model.run(processed.input, withTaps ? { taps: true } : undefined);
+  const elapsed = performance.now() - start, logits = withTaps ? result.logits : result;
   const probabilities = softmax(logits);
   const best = probabilities.indexOf(Math.max(...probabilities));
-  const recent = timings.get(`${model.name}/${backend}`) ?? [];
+  const key = `${model.name}/${backend}${withTaps ? "/taps" : ""}`, recent = timings.get(key) ?? [];
   recent.push(elapsed);
   if (recent.length > 50) recent.shift();
-  timings.set(`${model.name}/${backend}`, recent);
+  timings.set(key, recent);
   // a stroke may have ended, or the canvas been cleared, while this ran: show nothing stale
-  if (pad.isBlank) { showEmpty(); return; }
+  if (pad.isBlank) { showEmpty(); inside?.update(model, null); return; }
+  if (withTaps) inside.update(model, result.taps);
   ui.prediction.textContent = String(best);
   ui.confidence.textContent = `${(probabilities[best] * 100).toFixed(1)}%`;
-  ui.inference.textContent = `${ms(elapsed)} · median ${ms(median(recent))} · ${BACKEND_NAMES[backend]}`;
+  ui.inference.textContent = `${ms(elapsed)} · median ${ms(median(recent))} · ${BACKEND_NAMES[backend]}` + (withTaps ? " · with every layer" : "");
   chart.update(probabilities);
   announce(`Prediction: ${best}, ${(probabilities[best] * 100).toFixed(0)} percent`);
   runtime.log("prediction", model);
 }
+
+// ---- the inside view and the test-set report: their code and data load when first opened
+
+let inside = null, reportView = null;
+const reports = new Map();   // model name -> its report, fetched once
+const insideShownFor = (model) => !ui.insidePanel.hidden && inside.shownFor === model.name;
+
+function toggle(button, panel) {
+  const open = button.getAttribute("aria-expanded") !== "true";
+  button.setAttribute("aria-expanded", String(open));
+  panel.hidden = !open;
+  return open;
+}
+
+async function refreshInside() {
+  const model = selected();
+  if (ui.insidePanel.hidden || !model.meta?.taps?.length || !model.module) return;
+  inside ??= new (await import("./inside.js")).InsideView($("activations"), $("weights"));
+  inside.show(model, await model.module.tensors(model.files.weights));
+  schedule();
+}
+
+async function refreshReport() {
+  const model = selected();
+  if (ui.reportPanel.hidden || !model.meta) return;
+  const { ReportView, fetchReport } = await import("./report.js");
+  reportView ??= new ReportView({ summary: $("report-summary"), confusion: $("confusion"), table: $("report-table"), gallery: $("report-gallery"),
+                                  galleryTitle: $("gallery-title") }, (pixels) => { pad.drawImage(pixels); });
+  if (!reports.has(model.name)) reports.set(model.name, fetchReport(model).catch((e) => { reports.delete(model.name); throw e; }));
+  try { reportView.show(model, await reports.get(model.name)); }
+  catch (e) { $("report-summary").textContent = `Could not load the report: ${e.message}`; }
+}
+
+const panelError = (e) => setStatus(`Error: ${e.message ?? e}`, "error");
+ui.insideToggle.addEventListener("click", () => { if (toggle(ui.insideToggle, ui.insidePanel)) refreshInside().catch(panelError); });
+ui.reportToggle.addEventListener("click", () => { if (toggle(ui.reportToggle, ui.reportPanel)) refreshReport().catch(panelError); });
 
 function setTool(tool) {
   pad.tool = tool;
@@ -299,10 +343,13 @@ ui.brush.addEventListener("input", () => setBrush(ui.brush.value));
 ui.undo.addEventListener("click", () => pad.undo());
 ui.clear.addEventListener("click", () => pad.clear());
 ui.modelSelect.addEventListener("change", () => {
+  visitorChoseModel = true;
   ui.inference.textContent = "–";
   runtime.select(ui.modelSelect.value);
   updateReadiness();
   schedule();
+  refreshInside().catch(panelError);
+  refreshReport().catch(panelError);
 });
 ui.backendSelect.addEventListener("change", () => {
   remember("backend", ui.backendSelect.value);

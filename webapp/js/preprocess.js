@@ -83,7 +83,7 @@ export function preprocess(gray, width, height, { mean, std }) {
   const digit = resampleArea(gray, width, bounds, dw, dh);
   const [cy, cx] = centreOfMass(digit, dw, dh);
   const oy = roundHalfUp(TARGET_CENTRE - cy), ox = roundHalfUp(TARGET_CENTRE - cx);
-  const image = new Float32Array(MODEL_SIZE * MODEL_SIZE), input = new Float32Array(MODEL_SIZE * MODEL_SIZE);
+  const image = new Float32Array(MODEL_SIZE * MODEL_SIZE);
   for (let y = 0; y < dh; y++) {
     const ty = y + oy;
     if (ty < 0 || ty >= MODEL_SIZE) continue;
@@ -92,6 +92,16 @@ export function preprocess(gray, width, height, { mean, std }) {
       if (tx >= 0 && tx < MODEL_SIZE) image[ty * MODEL_SIZE + tx] = Math.min(1, digit[y * dw + x]);
     }
   }
+  return normalised(image, { mean, std }, bounds);
+}
+
+/** A 28x28 image already in MNIST's form (a test digit drawn as it is): only the normalisation. */
+export function fromMnist(pixels, contract) {
+  return normalised(Float32Array.from(pixels, (v) => v / 255), contract, null);
+}
+
+function normalised(image, { mean, std }, bounds) {
+  const input = new Float32Array(image.length);
   for (let i = 0; i < image.length; i++) input[i] = (image[i] - mean) / std;
   return { image, input, bounds };
 }

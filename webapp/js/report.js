@@ -1,0 +1,94 @@
+// The test-set report, loaded on demand: the confusion matrix of the model on the 10 000 MNIST test digits (written by
+// the exporter into <name>.report.json), per-class precision, recall and F1, and the digits it misread. A cell opens its
+// digits; a digit is drawn on the canvas, so the visitor can watch the model (and its layers) read it.
+
+export async function fetchReport(model) {
+  const url = model.versioned(`${model.name}.report.json`, model.meta.files?.report);
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${model.name}.report.json: HTTP ${response.status}`);
+  const report = await response.json();
+  const raw = atob(report.misread.pixels), pixels = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) pixels[i] = raw.charCodeAt(i);
+  report.misread.image = (k) => pixels.subarray(k * 784, (k + 1) * 784);
+  return report;
+}
+
+const pct = (x) => `${(100 * x).toFixed(1)}%`;
+
+export class ReportView {
+  constructor({ summary, confusion, table, gallery, galleryTitle }, onPick) {
+    Object.assign(this, { summary, confusion, table, gallery, galleryTitle, onPick });
+  }
+
+  show(model, report) {
+    const total = report.confusion.flat().reduce((a, b) => a + b, 0);
+    const errors = report.misread.index.length;
+    this.summary.textContent = `${model.meta.architecture}: ${report.accuracy.toFixed(2)}% of ${total.toLocaleString("en-US")} test digits ` +
+      `read correctly, ${errors} misread. Rows: the true digit; columns: what the model read. Pick a cell to see its digits.`;
+    this.showConfusion(report);
+    this.showTable(report);
+    this.gallery.replaceChildren();
+    this.galleryTitle.textContent = "";
+  }
+
+  showConfusion(report) {
+    const cells = [], offDiagonalMax = Math.max(1, ...report.confusion.flatMap((row, t) => row.filter((_, p) => p !== t)));
+    const header = (text) => Object.assign(document.createElement("div"), { className: "text-center text-[10px] text-slate-500 dark:text-slate-400", textContent: text });
+    cells.push(header(""), ...Array.from({ length: 10 }, (_, p) => header(String(p))));
+    report.confusion.forEach((row, t) => {
+      cells.push(header(String(t)));
+      row.forEach((count, p) => {
+        const cell = document.createElement("button");
+        cell.type = "button";
+        Object.assign(cell.dataset, { testid: "confusion-cell", true: String(t), pred: String(p), count: String(count) });
+        cell.textContent = String(count);
+        cell.setAttribute("aria-label", `true ${t}, read as ${p}: ${count} digit${count === 1 ? "" : "s"}`);
+        // diagonal: right answers, in green by share; elsewhere: mistakes, in red by count. Opaque light tints in both
+        // colour schemes, so that the dark count stays readable on every cell
+        const strength = t === p ? count / Math.max(1, row.reduce((a, b) => a + b, 0)) : count / offDiagonalMax;
+        cell.style.background = count === 0 ? "" : `hsl(${t === p ? 152 : 0} 70% ${94 - 32 * strength}%)`;
+        cell.className = "aspect-square min-w-0 rounded text-[10px] tabular-nums ring-1 ring-slate-200 focus-visible:outline focus-visible:outline-2 " +
+          "focus-visible:outline-indigo-600 sm:text-xs dark:ring-slate-800 " + (count ? "text-slate-900" : "text-slate-500 dark:text-slate-400");
+        cell.addEventListener("click", () => this.showCell(report, t, p));
+        cells.push(cell);
+      });
+    });
+    this.confusion.replaceChildren(...cells);
+  }
+
+  showTable(report) {
+    this.table.replaceChildren(...report.per_class.map((c, digit) => {
+      const row = document.createElement("tr");
+      row.innerHTML = `<th scope="row" class="pr-3 text-left font-medium">${digit}</th>` +
+        [pct(c.precision), pct(c.recall), pct(c.f1), c.support].map((v) => `<td class="pr-3 text-right tabular-nums">${v}</td>`).join("");
+      return row;
+    }));
+  }
+
+  showCell(report, t, p) {
+    const count = report.confusion[t][p];
+    if (t === p) {
+      this.galleryTitle.textContent = `${count} test digits ${t} read correctly (only misread digits are kept in the report).`;
+      this.gallery.replaceChildren();
+      return;
+    }
+    const picks = report.misread.index.map((_, k) => k).filter((k) => report.misread.label[k] === t && report.misread.pred[k] === p);
+    this.galleryTitle.textContent = `${count} test digit${count === 1 ? "" : "s"} ${t} read as ${p}. Pick one to draw it on the canvas.`;
+    this.gallery.replaceChildren(...picks.map((k) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "rounded ring-1 ring-slate-300 focus-visible:outline focus-visible:outline-2 focus-visible:outline-indigo-600 dark:ring-slate-700";
+      button.setAttribute("aria-label", `test digit ${report.misread.index[k]}: a ${t} read as ${p} (${pct(report.misread.confidence[k])})`);
+      button.title = `test #${report.misread.index[k]}: ${t} read as ${p}, ${pct(report.misread.confidence[k])} sure`;
+      const canvas = document.createElement("canvas");
+      canvas.width = canvas.height = 28;
+      canvas.className = "pixelated block h-14 w-14 rounded bg-black";
+      const ctx = canvas.getContext("2d"), image = ctx.createImageData(28, 28), pixels = report.misread.image(k);
+      for (let i = 0; i < 784; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
+      ctx.putImageData(image, 0, 0);
+      button.append(canvas);
+      button.addEventListener("click", () => this.onPick(pixels));
+      return button;
+    }));
+  }
+}
