@@ -35,6 +35,7 @@ test: deps mnist
 	$(PYTHON) bench/bench_browser.py --quick
 	$(PYTHON) bench/bench_vs_tfjs.py --quick
 	$(PYTHON) bench/bench_load.py --quick
+	$(PYTHON) bench/bench_finetune.py --quick
 
 css:
 	npm run css --silent
@@ -44,3 +45,4 @@ bench: deps mnist
 	$(PYTHON) bench/bench_browser.py
 	$(PYTHON) bench/bench_vs_tfjs.py
 	$(PYTHON) bench/bench_load.py
+	$(PYTHON) bench/bench_finetune.py

@@ -76,3 +76,23 @@ def load_mnist(device:str|None=None):
   x_tr, y_tr, x_te, y_te = load_mnist_numpy()
   return (Tensor(x_tr, device=device), Tensor(y_tr.astype(np.int32), device=device),
           Tensor(x_te, device=device), Tensor(y_te.astype(np.int32), device=device))
+
+# ---------------------------------------------------------------- digits shipped with the page
+
+FINETUNE_REPLAY, FINETUNE_HELD_OUT = 512, range(9000, 10000)
+
+def finetune_samples(x_tr:np.ndarray, y_tr:np.ndarray, x_te:np.ndarray, y_te:np.ndarray) -> bytes:
+  """webapp/samples/finetune.bin: what fine-tuning in the page mixes into every batch (FINETUNE_REPLAY training digits,
+  so that the model does not forget MNIST) and the test digits it measures forgetting on (the last 1 000, which no
+  sample elsewhere on the page uses). Layout: u32 n_replay, u32 n_held_out (little-endian), then for each set its labels
+  (u8) and its 28x28 images (u8, row-major)."""
+  replay = np.sort(np.random.default_rng(0).choice(len(x_tr), FINETUNE_REPLAY, replace=False))
+  held = np.asarray(FINETUNE_HELD_OUT)
+  parts = [np.array([len(replay), len(held)], dtype="<u4").tobytes()]
+  for x, y in ((x_tr[replay], y_tr[replay]), (x_te[held], y_te[held])): parts += [y.astype(np.uint8).tobytes(), x.astype(np.uint8).tobytes()]
+  return b"".join(parts)
+
+if __name__ == "__main__":   # python mnist_data.py: rewrite the page's fine-tuning digits from MNIST_DIR
+  out = Path(__file__).parent / "webapp" / "samples" / "finetune.bin"
+  out.write_bytes(finetune_samples(*load_mnist_numpy()))
+  print(f"wrote {out} ({out.stat().st_size} bytes)")

@@ -318,12 +318,13 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(app):
   url, browser = app
   page = open_app(browser, url)
   reached = {}
-  for _ in range(30):
+  for _ in range(40):
     page.keyboard.press("Tab")
     focused = page.evaluate("""() => { const el = document.activeElement;
       return el && el.dataset.testid ? [el.dataset.testid, getComputedStyle(el).outlineStyle] : null; }""")
     if focused: reached[focused[0]] = focused[1]
-  for control in ("pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "backend-select", "inside", "report"):
+  for control in ("pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "backend-select", "inside", "report",
+                  "correct-0", "correct-9", "finetune"):
     assert control in reached and reached[control] != "none", (control, reached)
   page.get_by_test_id("sample").focus()
   page.keyboard.press("Enter")                                              # usable, not only focusable
@@ -331,7 +332,7 @@ def test_every_control_is_reachable_by_keyboard_with_a_visible_focus_ring(app):
   assert page.get_by_test_id("prediction").text_content().isdigit()
 
 CONTROLS = ["canvas", "pen", "eraser", "brush", "sample", "undo", "clear", "theme", "model-select", "backend-select", "backend", "prediction",
-            "inside", "report",
+            "inside", "report", *(f"correct-{d}" for d in range(10)), "examples-count", "finetune", "reset-model",
             "confidence", "inference-ms", "preview",
             "status", *(f"prob-{d}" for d in range(10))]
 

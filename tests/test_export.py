@@ -63,7 +63,13 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   for b in weight_buffers: assert tensors[b["name"]].dtype == np.float16 and b["bytes"] == 2 * tensors[b["name"]].nbytes
   for backend in (webgpu, wasm):
     kinds = [b["kind"] for b in backend["buffers"]]
-    assert kinds.count("input") == 1                                # one input, shared by the programs
+    # the image that forward and taps share, and the training step's batch and learning rate
+    assert sorted(b["name"] for b in backend["buffers"] if b["kind"] == "input") == ["images", "input", "labels", "lr"]
+    # Adam's state for the trained tensors (the last layer): moments from 0, its running beta products from 1
+    trains, states = set(plan["train"]["trains"]), {b["name"]: b["init"] for b in backend["buffers"] if b["kind"] == "state"}
+    assert trains and trains <= state and all(k.startswith(sorted(trains)[0].rsplit(".", 1)[0]) for k in trains)
+    assert set(states) == {"adam.lr", "adam.b1_t", "adam.b2_t"} | {f"adam.{m}.{k}" for m in "mv" for k in trains}
+    assert states["adam.b1_t"] == states["adam.b2_t"] == 1 and all(states[f"adam.{m}.{k}"] == 0 for m in "mv" for k in trains)
     assert [b["name"] for b in backend["buffers"] if b["kind"] == "output" and b["program"] == "forward"] == ["output"]
     assert {b["name"] for b in backend["buffers"] if b["kind"] == "weight"} == state        # weights shared by name
   assert {i for ds in webgpu["programs"].values() for d in ds for i in d["buffers"]} == set(range(len(webgpu["buffers"])))
@@ -74,6 +80,10 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
     spans = sorted((o, o + b["bytes"]) for b, o in zip(wasm["buffers"], file["offsets"]) if o is not None)
     assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(o % 16 == 0 for o, _ in spans)
   assert "forward" in wasm["base"]["programs"]
+  # the training step comes on demand: its kernels are in the extras files, not in what a first visit loads
+  assert "train" not in wasm["base"]["programs"] and "train" in wasm["extras"]["programs"] and webgpu["extras"]
+  in_forward = {d["kernel"] for d in webgpu["programs"]["forward"]}
+  assert all(k["extras"] == (i not in in_forward) for i, k in enumerate(webgpu["kernels"]))
 
 def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_exports, mnist_test_set):
   """Outside a browser: render_c + compile_wasm + the generated module give logits that match tinygrad's."""

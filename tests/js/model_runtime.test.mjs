@@ -160,3 +160,34 @@ test("the taps program returns every named layer, and its logits are the forward
   assert.deepEqual(tensors("layers.1.weight").shape, [1024, 784]);
   assert.throws(() => tensors("nope"), /no tensor "nope"/);
 });
+
+test("the train program: checked inputs, a step that run() then sees, weights read, written back and replayed exactly", async () => {
+  const dir = join(ROOT, "webapp", "mnist_mlp"), read = (ext) => new Uint8Array(readFileSync(join(dir, `mnist_mlp.${ext}`)));
+  const mlpPlan = JSON.parse(readFileSync(join(dir, "mnist_mlp.js"), "utf8").split("\n").find((l) => l.startsWith("const PLAN = ")).slice(13, -1));
+  const fetchBefore = globalThis.fetch;   // the training step's kernels come from the extras module, fetched by URL
+  globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(url)));
+  try {
+    const model = createModel(mlpPlan, [], new URL(`file://${dir}/mnist_mlp.js`));
+    const run = await model.load("wasm", read("safetensors"), { wasm: read("wasm") });
+    const { batch, trains, lr } = model.train;
+    assert.ok(batch > 0 && trains.length > 0 && lr > 0);
+    const images = Float32Array.from({ length: batch * 784 }, (_, i) => Math.sin(i * 0.37)), labels = Int32Array.from({ length: batch }, (_, i) => i % 10);
+    await assert.rejects(run.train(images.subarray(1), labels, lr), TypeError);
+    await assert.rejects(run.train(images, new Int32Array(batch - 1), lr), TypeError);
+    await assert.rejects(run.train(images, labels, NaN), TypeError);
+    const x = images.slice(0, 784), before = await run(x), start = await run.readWeights();
+    assert.deepEqual(Object.keys(start).sort(), [...trains].sort());
+    const loss = await run.train(images, labels, lr);
+    assert.ok(Number.isFinite(loss) && loss > 0);
+    const trained = await run.readWeights(), after = await run(x);
+    for (const name of trains) assert.ok(trained[name].some((v, i) => v !== start[name][i]), `${name} did not change`);
+    assert.ok(after.some((v, i) => v !== before[i]), "run() does not see the trained weights");
+    await run.writeWeights(start);
+    assert.deepEqual([...(await run(x))], [...before]);
+    await run.resetOptimizer();                                          // the same step from the same start: the same result
+    assert.equal(await run.train(images, labels, lr), loss);
+    const again = await run.readWeights();
+    for (const name of trains) assert.deepEqual([...again[name]], [...trained[name]]);
+    await assert.rejects(run.writeWeights({ nope: new Float32Array(1) }), /no weight or optimizer state named "nope"/);
+  } finally { globalThis.fetch = fetchBefore; }
+});

@@ -4,6 +4,7 @@ import { DrawingPad, INK_SIZE } from "./drawing.js";
 import { preprocess, fromMnist } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
 import { ModelRuntime, BACKEND_NAMES, median } from "./models.js";
+import { Teacher } from "./teach.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -17,13 +18,18 @@ const ui = {
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
 const preview = $("preview").getContext("2d");
-const runtime = new ModelRuntime(onRuntimeChange, { preference: remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto", isIdle });
+const runtime = new ModelRuntime(onRuntimeChange, { preference: remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto", isIdle,
+                                                     prepare: (model, run) => teacher.prepare(model, run) });
+const teacher = new Teacher({ correct: $("correct"), count: $("examples-count"), start: $("finetune"), cancel: $("finetune-cancel"),
+                              reset: $("reset-model"), status: $("finetune-status"), curve: $("loss-curve") },
+                            { selected: () => selected(), currentImage: () => lastImage, onChange: () => { updateReadiness(); schedule(); } });
 const timings = new Map();   // "model/backend" -> recent inference times (ms), for the warm median
 const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input
 
 let dirty = true, urgent = false, busy = false, frameRequested = false, lastAnnounced = "";
 let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
 let lastInput = -Infinity;  // when the drawing last changed
+let lastImage = null;       // the drawing as the model reads it (784 pixels, 0-255), for teaching
 let visitorChoseModel = false;
 
 // background loading (other models, WebGPU, timing) waits for moments when no prediction runs or is about to
@@ -56,7 +62,8 @@ function describeModels() {
   const m = selected();
   if (m.error) ui.modelInfo.textContent = `Could not load this model: ${m.error}`;
   else if (m.meta) {
-    ui.modelInfo.textContent = `${m.meta.test_accuracy.toFixed(2)}% on the 10 000 MNIST test digits · ` +
+    ui.modelInfo.textContent = teacher.describe(m) + (teacher.summary(m) ? "Shipped: " : "") +
+      `${m.meta.test_accuracy.toFixed(2)}% on the 10 000 MNIST test digits · ` +
       `${m.meta.params.toLocaleString("en-US")} parameters · ${formatBytes(m.meta.weights_bytes)}`;
   }
   ui.modelInfo.classList.toggle("text-red-700", Boolean(m.error));
@@ -87,6 +94,8 @@ function updateReadiness() {
   document.body.dataset.ready = String(ready);
   document.body.dataset.backend = m.backend ?? "";
   document.body.dataset.settled = String(runtime.settled);   // every backend tried, timed and chosen
+  document.body.dataset.finetuned = String(ready && Boolean(teacher.summary(m)));
+  $("reset-model").disabled = !teacher.summary(m);
   if (m.error) setStatus(`Error: ${m.name} failed to load`, "error");
   else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
   else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${LABELS[m.name]}… ${percent(m.progress)}%`);
@@ -220,6 +229,7 @@ async function predict() {
   const contract = model.meta ?? PREVIEW_ONLY, exact = pad.exactImage;
   const processed = pad.isBlank ? null : exact ? fromMnist(exact, contract) : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, contract);
   drawPreview(processed?.image);
+  lastImage = processed ? Uint8Array.from(processed.image, (v) => Math.round(v * 255)) : null;
   if (!processed) { showEmpty(); inside?.update(model, null); return; }
   ui.hint.classList.add("invisible");
   if (!model.run) return;
@@ -360,6 +370,7 @@ document.addEventListener("keydown", (e) => {
   if (e.target.closest?.("input, select, textarea") || e.altKey || e.metaKey) return;
   const key = e.key.toLowerCase();
   if (e.ctrlKey) { if (key === "z") { e.preventDefault(); pad.undo(); } return; }
+  if (/^[0-9]$/.test(key)) { e.preventDefault(); teacher.correct(Number(key)); return; }
   const action = { p: () => setTool("pen"), e: () => setTool("eraser"), z: () => pad.undo(), c: () => pad.clear(), delete: () => pad.clear(),
                    "[": () => setBrush(pad.brush - 2), "]": () => setBrush(pad.brush + 2) }[key];
   if (action) { e.preventDefault(); action(); }
@@ -371,4 +382,4 @@ setTheme(document.documentElement.classList.contains("dark"), false);
 showEmpty();
 drawPreview(null);
 runtime.start(ui.modelSelect.value).catch((error) => onRuntimeChange({ kind: "fatal", error }));
-window.mnistApp = { runtime, pad };   // a handle for debugging from the console (and for the tests)
+window.mnistApp = { runtime, pad, teacher };   // a handle for debugging from the console (and for the tests)

@@ -10,6 +10,10 @@
 //   options.verify: check SHA-256 hashes (default true)
 // run(input, { taps: true }) -> Promise<{ logits, taps: { layer name: Float32Array } }>: what each layer the model
 // names (PLAN.taps, with their shapes) computed for this input, from the "taps" program.
+// run.train(images, labels, lr) -> Promise<loss>: one step of the "train" program (PLAN.train: forward, loss, backward,
+// optimizer update) on a batch of PLAN.train.batch normalised images (Float32Array) and labels (Int32Array); it updates
+// the weights that run() reads, in place. run.readWeights(names = the trained ones) / run.writeWeights({ name: Float32Array }) read and replace
+// them (to keep or restore a fine-tuned model); run.resetOptimizer() puts the optimizer's state back to its start.
 //
 // A backend runs programs (PLAN.*.programs): "forward", "taps", and any the exporter adds. Their kernels and buffers are
 // one set per backend: the weights are shared by name, so every program sees what another wrote into them. Programs
@@ -84,18 +88,41 @@ export function checkArena(buffers, arenaBytes, align = 16) {
   });
 }
 
-/** Runs share their input and output memory, so each waits for the one before it; the input is checked and copied. */
+/** Runs share their input and output memory, so each waits for the one before it; the input is checked and copied.
+ *  run.queue(task) puts any other work on the backend's memory (a training step, reading the weights) in the same line. */
 export function serialised(infer, inputLength, name) {
   let previous = Promise.resolve();
-  return function run(input, options = {}) {
+  const queue = (task) => {
+    const result = previous.then(task);
+    previous = result.catch(() => {});
+    return result;
+  };
+  function run(input, options = {}) {
     if (!(input instanceof Float32Array) || input.length !== inputLength) {
       return Promise.reject(new TypeError(`${name}: run() takes a Float32Array(${inputLength})`));
     }
     const snapshot = input.slice();   // the caller may reuse its array while this run waits its turn
-    const result = previous.then(() => infer(snapshot, options));
-    previous = result.catch(() => {});
-    return result;
-  };
+    return queue(() => infer(snapshot, options));
+  }
+  run.queue = queue;
+  return run;
+}
+
+/** Index of each buffer of a kind by name. */
+function indexOf(plan, kind) { return Object.fromEntries(plan.map((b, i) => [b.name, i]).filter(([, i]) => plan[i].kind === kind)); }
+
+/** A weight or optimizer-state buffer, by name: what writeWeights and resetOptimizer may replace. */
+function writable(plan, name) {
+  const i = plan.findIndex((b) => b.name === name && (b.kind === "weight" || b.kind === "state"));
+  if (i < 0) throw new TypeError(`no weight or optimizer state named "${name}"`);
+  return i;
+}
+
+/** The start value of an optimizer-state buffer (Adam's running products of beta start at 1), as bytes. */
+function initialState(b) {
+  const values = new Float32Array(b.bytes / 4);
+  if (b.init !== undefined) values.fill(b.init);
+  return new Uint8Array(values.buffer);
 }
 
 export function createModel(PLAN, WGSL, moduleUrl) {
@@ -152,13 +179,15 @@ export function createModel(PLAN, WGSL, moduleUrl) {
   async function loadWebGPU(device, tensor, verify) {
     const { kernels, buffers: plan, programs } = PLAN.webgpu;
     const { STORAGE, COPY_SRC, COPY_DST, UNIFORM, MAP_READ } = GPUBufferUsage;
-    const usageOf = { input: STORAGE | COPY_DST, output: STORAGE | COPY_SRC, weight: STORAGE | COPY_SRC | COPY_DST, scratch: STORAGE };
+    const usageOf = { input: STORAGE | COPY_DST, output: STORAGE | COPY_SRC, weight: STORAGE | COPY_SRC | COPY_DST,
+                      state: STORAGE | COPY_SRC | COPY_DST, scratch: STORAGE };
     device.pushErrorScope("validation");
     const buffers = plan.map((b) => {
       const size = Math.max(4, Math.ceil(b.bytes / 4) * 4);
-      const buffer = device.createBuffer({ label: `${PLAN.name}/${b.name}`, size, usage: usageOf[b.kind], mappedAtCreation: b.kind === "weight" });
-      if (b.kind === "weight") {
-        new Uint8Array(buffer.getMappedRange()).set(tensor(b.name, b.bytes));
+      const initial = b.kind === "weight" ? tensor(b.name, b.bytes) : b.init ? initialState(b) : null;
+      const buffer = device.createBuffer({ label: `${PLAN.name}/${b.name}`, size, usage: usageOf[b.kind], mappedAtCreation: Boolean(initial) });
+      if (initial) {
+        new Uint8Array(buffer.getMappedRange()).set(initial);
         buffer.unmap();
       }
       return buffer;
@@ -167,7 +196,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     const infinity = device.createBuffer({ size: 4, usage: UNIFORM, mappedAtCreation: true });
     new Float32Array(infinity.getMappedRange())[0] = Infinity;
     infinity.unmap();
-    const input = plan.findIndex((b) => b.kind === "input");
+    const inputs = indexOf(plan, "input");
     const pipelines = new Map();   // kernel index -> { pipeline, layout }
 
     function pipelineOf(k, code) {
@@ -207,8 +236,8 @@ export function createModel(PLAN, WGSL, moduleUrl) {
       const readback = device.createBuffer({ label: `${PLAN.name}/${program}/readback`, size, usage: MAP_READ | COPY_DST });
       const error = await device.popErrorScope();
       if (error) throw new Error(`${PLAN.name}: WebGPU rejected the ${program} program: ${error.message}`);
-      return async function execute(x) {
-        device.queue.writeBuffer(buffers[input], 0, x);
+      return async function execute(values) {
+        for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[inputs[name]], 0, data);
         const encoder = device.createCommandEncoder();
         const pass = encoder.beginComputePass();
         for (const step of steps) {
@@ -231,9 +260,31 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     await built.get("forward");
     const error = await device.popErrorScope();
     if (error) throw new Error(`${PLAN.name}: WebGPU rejected the model: ${error.message}`);
-    return (program, x) => {
-      if (!built.has(program)) built.set(program, build(program));
-      return built.get(program).then((execute) => execute(x));
+
+    async function read(names) {
+      const chosen = names.map((name) => ({ ...plan[writable(plan, name)], index: writable(plan, name) }));
+      let size = 0;
+      for (const b of chosen) { b.at = size; size += Math.ceil(b.bytes / 4) * 4; }
+      const readback = device.createBuffer({ size: Math.max(size, 4), usage: MAP_READ | COPY_DST });
+      const encoder = device.createCommandEncoder();
+      for (const b of chosen) encoder.copyBufferToBuffer(buffers[b.index], 0, readback, b.at, Math.ceil(b.bytes / 4) * 4);
+      device.queue.submit([encoder.finish()]);
+      await readback.mapAsync(GPUMapMode.READ);
+      const mapped = readback.getMappedRange(), result = {};
+      for (const b of chosen) result[b.name] = new Float32Array(mapped.slice(b.at, b.at + b.bytes));
+      readback.destroy();
+      return result;
+    }
+    return {
+      execute(program, values) {
+        if (!built.has(program)) built.set(program, build(program));
+        return built.get(program).then((execute) => execute(values));
+      },
+      read,
+      async write(values) {
+        for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[writable(plan, name)], 0, data);
+        await device.queue.onSubmittedWorkDone();
+      },
     };
   }
 
@@ -253,30 +304,47 @@ export function createModel(PLAN, WGSL, moduleUrl) {
       return { exports: instance.exports, heap: () => new Uint8Array(memory.buffer), at, file };
     }
     let current = await instantiate(wasmBytes, PLAN.wasm.base);
-    plan.forEach((b, i) => { if (b.kind === "weight") current.heap().set(tensor(b.name, b.bytes), current.at(i)); });
+    const present = (instance, i) => instance.file.offsets[i] !== null;
+    plan.forEach((b, i) => {
+      if (b.kind === "weight") current.heap().set(tensor(b.name, b.bytes), current.at(i));
+      else if (b.kind === "state" && b.init && present(current, i)) current.heap().set(initialState(b), current.at(i));
+    });
     let upgrading = null;
     async function upgrade() {
       upgrading ??= (async () => {
         const { sha256 } = PLAN.wasm.extras;
         const next = await instantiate(await bytesOf(fileUrl("extras.wasm", sha256), sha256, verify, "extras WebAssembly module"), PLAN.wasm.extras);
         plan.forEach((b, i) => {
-          if (b.kind === "weight") next.heap().set(current.heap().subarray(current.at(i), current.at(i) + b.bytes), next.at(i));
+          if (!present(next, i) || (b.kind !== "weight" && b.kind !== "state")) return;
+          if (present(current, i)) next.heap().set(current.heap().subarray(current.at(i), current.at(i) + b.bytes), next.at(i));
+          else if (b.init) next.heap().set(initialState(b), next.at(i));
         });
         current = next;
       })();
       return upgrading;
     }
-    const input = plan.findIndex((b) => b.kind === "input");
-    return async (program, x) => {
-      if (!programs[program]) throw new Error(`${PLAN.name} has no program "${program}"`);
-      if (!current.file.programs.includes(program)) await upgrade();
-      new Float32Array(current.heap().buffer, current.at(input), x.length).set(x);
-      current.exports[programs[program]]();
-      const result = {};
-      plan.forEach((b, i) => {
-        if (b.kind === "output" && b.program === program) result[b.name] = new Float32Array(current.heap().buffer, current.at(i), b.bytes / 4).slice();
-      });
-      return result;
+    const inputs = indexOf(plan, "input"), raw = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const floats = (i) => new Float32Array(current.heap().buffer, current.at(i), plan[i].bytes / 4).slice();
+    return {
+      async execute(program, values) {
+        if (!programs[program]) throw new Error(`${PLAN.name} has no program "${program}"`);
+        if (!current.file.programs.includes(program)) await upgrade();
+        for (const [name, data] of Object.entries(values)) current.heap().set(raw(data), current.at(inputs[name]));
+        current.exports[programs[program]]();
+        const result = {};
+        plan.forEach((b, i) => { if (b.kind === "output" && b.program === program) result[b.name] = floats(i); });
+        return result;
+      },
+      async read(names) {
+        if (names.some((name) => !present(current, writable(plan, name)))) await upgrade();
+        return Object.fromEntries(names.map((name) => [name, floats(writable(plan, name))]));
+      },
+      async write(values) {
+        for (const [name, data] of Object.entries(values)) {
+          const i = writable(plan, name);
+          if (present(current, i)) current.heap().set(raw(data), current.at(i));
+        }
+      },
     };
   }
 
@@ -287,12 +355,27 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     const wasmBytes = backend === "wasm" ? bytesOf(wasm ?? fileUrl("wasm", base.sha256), base.sha256, verify, "WebAssembly module") : null;
     wasmBytes?.catch(() => {});   // reported below, after the weights' own errors
     const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify, "weights file"));
-    const execute = backend === "wasm" ? await loadWasm(await wasmBytes, tensor, verify) : await loadWebGPU(backend, tensor, verify);
-    return serialised(async (x, { taps = false } = {}) => {
-      if (!taps) return (await execute("forward", x)).output;
-      const out = await execute("taps", x);
+    const memory = backend === "wasm" ? await loadWasm(await wasmBytes, tensor, verify) : await loadWebGPU(backend, tensor, verify);
+    const run = serialised(async (input, { taps = false } = {}) => {
+      if (!taps) return (await memory.execute("forward", { input })).output;
+      const out = await memory.execute("taps", { input });
       return { logits: out.output, taps: Object.fromEntries(PLAN.taps.map((t) => [t.name, out[t.buffer]])) };
     }, INPUT_LENGTH, PLAN.name);
+    const batch = PLAN.train?.batch;
+    run.train = (images, labels, lr) => {
+      if (!batch) return Promise.reject(new Error(`${PLAN.name} was exported without a training step`));
+      if (!(images instanceof Float32Array) || images.length !== batch * INPUT_LENGTH || !(labels instanceof Int32Array) ||
+          labels.length !== batch || !(lr >= 0)) {
+        return Promise.reject(new TypeError(`${PLAN.name}: train() takes Float32Array(${batch * INPUT_LENGTH}) images, Int32Array(${batch}) labels and a learning rate`));
+      }
+      const values = { images: images.slice(), labels: labels.slice(), lr: Float32Array.of(lr) };
+      return run.queue(async () => (await memory.execute("train", values)).loss[0]);
+    };
+    run.readWeights = (names = PLAN.train?.trains ?? []) => run.queue(() => memory.read(names));
+    run.writeWeights = (weights) => run.queue(() => memory.write(weights));
+    run.resetOptimizer = () => run.queue(() => memory.write(Object.fromEntries(
+      PLAN.webgpu.buffers.filter((b) => b.kind === "state").map((b) => [b.name, b.init ? initialState(b) : new Uint8Array(b.bytes)]))));
+    return run;
   }
 
   /** The weights file's tensors as float32, with their shapes: for showing what the model learned. */
@@ -305,5 +388,6 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     };
   }
 
-  return { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, taps: PLAN.taps, backends: ["webgpu", "wasm"], load, tensors };
+  return { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, taps: PLAN.taps, train: PLAN.train ?? null,
+           backends: ["webgpu", "wasm"], load, tensors };
 }

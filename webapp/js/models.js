@@ -75,8 +75,9 @@ async function stash(url, bytes, type) {
 
 /** One exported model: its metadata (the input contract), its generated module, its files and a run() per backend. */
 export class Model {
-  constructor(name) {
+  constructor(name, prepare = async () => {}) {
     this.name = name;
+    this.prepare = prepare;             // (model, run) => a backend's last step before it predicts (fine-tuned weights)
     this.base = new URL(`../${name}/`, import.meta.url);
     this.reset();
   }
@@ -143,6 +144,7 @@ export class Model {
   async loadBackend(kind, target) {
     try {
       const run = await this.module.load(target, this.files.weights, { wasm: this.files.wasm });
+      await this.prepare(this, run);
       for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
       this.backendErrors.delete(kind);
@@ -185,10 +187,11 @@ export class Model {
 }
 
 /** Loads the models and backends in the order above. `onChange` hears about progress, readiness, the choice, errors
- *  and device loss; `isIdle()` says when background work may take the CPU without delaying a prediction. */
+ *  and device loss; `isIdle()` says when background work may take the CPU without delaying a prediction; `prepare(model,
+ *  run)` runs on every backend once loaded, before it predicts. */
 export class ModelRuntime {
-  constructor(onChange, { preference = "auto", isIdle = () => true } = {}) {
-    this.models = new Map(MODEL_NAMES.map((n) => [n, new Model(n)]));
+  constructor(onChange, { preference = "auto", isIdle = () => true, prepare = async () => {} } = {}) {
+    this.models = new Map(MODEL_NAMES.map((n) => [n, new Model(n, prepare)]));
     this.onChange = onChange;
     this.preference = preference;       // "auto" | "webgpu" | "wasm"
     this.isIdle = isIdle;

@@ -1,0 +1,66 @@
+// What the page keeps for the visitor in IndexedDB: their training examples and each model's fine-tuned weights.
+// Loaded only once the visitor teaches the model, or when a previous visit left something here (teach.js keeps a flag
+// in localStorage, so that a first visit never opens the database).
+
+const DB = "mnist-app", VERSION = 1;
+let opened = null;
+
+function database() {
+  opened ??= new Promise((resolve, reject) => {
+    const request = indexedDB.open(DB, VERSION);
+    request.onupgradeneeded = () => {
+      request.result.createObjectStore("examples", { autoIncrement: true });
+      request.result.createObjectStore("weights");
+    };
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error ?? new Error("IndexedDB is not available"));
+  });
+  opened.catch(() => { opened = null; });
+  return opened;
+}
+
+async function transaction(store, mode, act) {
+  const db = await database();
+  return new Promise((resolve, reject) => {
+    const tx = db.transaction(store, mode), request = act(tx.objectStore(store));
+    tx.oncomplete = () => resolve(request?.result);
+    tx.onerror = tx.onabort = () => reject(tx.error ?? new Error("IndexedDB transaction failed"));
+  });
+}
+
+export const storage = {
+  get: (store, key) => transaction(store, "readonly", (s) => s.get(key)),
+  put: (store, key, value) => transaction(store, "readwrite", (s) => (key === undefined ? s.put(value) : s.put(value, key))),
+  delete: (store, key) => transaction(store, "readwrite", (s) => s.delete(key)),
+  all: (store) => transaction(store, "readonly", (s) => s.getAll()),
+  clear: (store) => transaction(store, "readwrite", (s) => s.clear()),
+};
+
+/** Keep a model's fine-tuned weights ({ name: Float32Array }) and what they scored, for the export they were tuned from. */
+export function keepTuned(meta, weights, summary) {
+  const stored = Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, v.slice().buffer]));
+  return storage.put("weights", meta.name, { base: meta.weights_sha256, weights: stored, summary });
+}
+
+/** A model's stored fine-tuned weights if they were tuned from exactly this export (else null). `shipped(name)` gives each
+ *  trained tensor as shipped ({ data }), to check the stored ones against; a damaged entry is an error saying what is wrong. */
+export async function tunedWeights(meta, trains, shipped) {
+  const entry = await storage.get("weights", meta.name);
+  if (!entry || entry.base !== meta.weights_sha256) return null;   // none, or tuned from an older export: no longer applies
+  const weights = {};
+  for (const name of trains) {
+    const data = entry.weights?.[name], want = shipped(name).data.byteLength;
+    if (!(data instanceof ArrayBuffer) || data.byteLength !== want) throw new Error(`the stored fine-tuned weights are damaged (${name})`);
+    const values = new Float32Array(data);
+    if (!values.every(Number.isFinite)) throw new Error(`the stored fine-tuned weights are damaged (${name} is not finite)`);
+    weights[name] = values;
+  }
+  return { weights, summary: entry.summary ?? null };
+}
+
+/** The visitor's examples: { label, image: Uint8Array(784) } each. */
+export async function loadExamples() {
+  const all = await storage.all("examples");
+  return all.filter((e) => Number.isInteger(e?.label) && e.label >= 0 && e.label <= 9 && e.image instanceof Uint8Array && e.image.length === 784);
+}
+export const addExample = (example) => storage.put("examples", undefined, example);
