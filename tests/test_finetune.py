@@ -17,7 +17,7 @@ MODELS = ["mnist_mlp", "mnist_convnet"]
 STEPS = 10
 LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5   # float32 sums in another order, on another device, through ten Adam steps
 
-TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps}) => {
+TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps, frozen}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
   const model = (await import(`./${name}/${name}.js`)).default;
   const run = await model.load(device, `${name}/${name}.safetensors`);
@@ -30,7 +30,8 @@ TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps}) => {
     losses.push(await run.train(x.slice(i * batch * 784, (i + 1) * batch * 784), y.slice(i * batch, (i + 1) * batch), lr));
     if (i === 0 || i === steps - 1) after[i + 1] = Object.fromEntries(Object.entries(await run.readWeights()).map(([k, v]) => [k, b64(v)]));
   }
-  return { losses, after, trains: model.train.trains };
+  const kept = Object.fromEntries(Object.entries(frozen.length ? await run.readWeights(frozen) : {}).map(([k, v]) => [k, b64(v)]));
+  return { losses, after, kept, trains: model.train.trains };
 }"""
 
 def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
@@ -67,12 +68,19 @@ def test_training_steps_match_tinygrad(app, mnist_test_set, name, backend):
   x, y = _batches(meta, mnist_test_set, ft["batch"])
   page = browser.new_page()
   page.goto(url)
+  shipped = {k: v.numpy().reshape(-1) for k, v in get_state_dict(build_model(WEBAPP / name)[0]).items()}
+  # batch norm as at inference: its running statistics are read, never updated (the page trains on a handful of digits)
+  frozen = [k for k in shipped if "running_" in k]
+  assert bool(frozen) == (ft["batch_norm"] is not None)
   got = page.evaluate(TRAIN_IN_PAGE, {"name": name, "backend": backend, "images": base64.b64encode(x.tobytes()).decode(),
-                                      "labels": base64.b64encode(y.tobytes()).decode(), "lr": ft["lr"], "steps": STEPS})
+                                      "labels": base64.b64encode(y.tobytes()).decode(), "lr": ft["lr"], "steps": STEPS, "frozen": frozen})
   page.close()
   want_losses, want_after = _tinygrad_steps(name, x, y, ft["lr"])
   assert sorted(got["trains"]) == sorted(ft["trains"])
   np.testing.assert_allclose(got["losses"], want_losses, rtol=LOSS_RTOL)
+  for k in frozen: assert np.array_equal(_floats(got["kept"][k]), shipped[k]), k
+  worst = max(np.abs(_floats(got["after"][str(n)][k]) - want).max() for n in (1, STEPS) for k, want in want_after[n].items())
+  print(f"{name} {backend}: loss within {max(abs(a / b - 1) for a, b in zip(got['losses'], want_losses)):.1e} relative, weights within {worst:.1e}")
   for steps in (1, STEPS):
     for k, want in want_after[steps].items():
       np.testing.assert_allclose(_floats(got["after"][str(steps)][k]), want, atol=WEIGHT_ATOL, err_msg=f"{k} after {steps} steps")
@@ -169,7 +177,7 @@ def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(app, writer):
   assert page.evaluate("document.body.dataset.finetuned") == "false" and writer_accuracy(page, held_out) == before
   context.close()
 
-def test_cancel_leaves_the_model_as_it_was(app, writer):
+def test_it_predicts_while_it_trains_and_cancel_leaves_the_model_as_it_was(app, writer, mnist_test_set):
   url, browser = app
   context = browser.new_context()
   page = context.new_page()
@@ -179,6 +187,10 @@ def test_cancel_leaves_the_model_as_it_was(app, writer):
   teach(page, writer[0][:2], 3)
   page.get_by_test_id("finetune").click()
   page.wait_for_function("document.querySelector('[data-testid=finetune-status]').textContent.includes('step')", timeout=120_000)
+  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", mnist_test_set[0][1].reshape(-1).tolist())
+  page.wait_for_function("document.body.dataset.busy === 'false'")                # drawing is read while it trains
+  assert page.get_by_test_id("prediction").text_content() == str(mnist_test_set[1][1])
+  assert page.get_by_test_id("finetune-status").get_attribute("data-state") == "running"
   page.get_by_test_id("finetune-cancel").click()
   wait_status(page, "idle")
   assert "Cancelled" in page.get_by_test_id("finetune-status").text_content()
