@@ -171,10 +171,13 @@ def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(app, writer):
   page.get_by_test_id("reset-model").click()
   page.wait_for_function("document.body.dataset.finetuned === 'false'")
   assert writer_accuracy(page, held_out) == before
+  page.get_by_test_id("forget-examples").click()
+  page.wait_for_function("document.querySelector('[data-testid=examples-count]').textContent === '0 examples'")
   page.reload()
   page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
   page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
   assert page.evaluate("document.body.dataset.finetuned") == "false" and writer_accuracy(page, held_out) == before
+  assert page.get_by_test_id("examples-count").text_content() == "0 examples"
   context.close()
 
 def test_it_predicts_while_it_trains_and_cancel_leaves_the_model_as_it_was(app, writer, mnist_test_set):

@@ -21,7 +21,8 @@ const preview = $("preview").getContext("2d");
 const runtime = new ModelRuntime(onRuntimeChange, { preference: remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto", isIdle,
                                                      prepare: (model, run) => teacher.prepare(model, run) });
 const teacher = new Teacher({ correct: $("correct"), count: $("examples-count"), start: $("finetune"), cancel: $("finetune-cancel"),
-                              reset: $("reset-model"), status: $("finetune-status"), curve: $("loss-curve") },
+                              reset: $("reset-model"), forget: $("forget-examples"), status: $("finetune-status"),
+                              curve: $("loss-curve"), progress: $("finetune-progress") },
                             { selected: () => selected(), currentImage: () => lastImage, onChange: () => { updateReadiness(); schedule(); } });
 const timings = new Map();   // "model/backend" -> recent inference times (ms), for the warm median
 const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input

@@ -26,6 +26,7 @@ export class Teacher {
     ui.start.addEventListener("click", () => this.fineTune());
     ui.cancel.addEventListener("click", () => { this.cancelRequested = true; ui.cancel.disabled = true; });
     ui.reset.addEventListener("click", () => this.reset());
+    ui.forget.addEventListener("click", () => this.forgetExamples());
     if (remembered()) this.loadExamples().then((all) => this.showCount(all));
   }
 
@@ -36,7 +37,18 @@ export class Teacher {
     if (state) this.ui.status.dataset.state = state;
   }
 
-  showCount(all) { this.ui.count.textContent = plural(all.length, "example"); }
+  showCount(all) {
+    this.ui.count.textContent = plural(all.length, "example");
+    this.ui.forget.disabled = !all.length;
+  }
+
+  async forgetExamples() {
+    const all = await this.loadExamples();
+    all.length = 0;
+    await this.storage().then((s) => s.storage.clear("examples")).catch(() => {});
+    this.showCount(all);
+    if (!this.running) this.setStatus("Your examples are forgotten (a fine-tuned model stays until you reset it).");
+  }
 
   loadExamples() {
     this.examples ??= this.storage().then((s) => s.loadExamples()).catch(() => { this.inMemoryOnly = true; return []; });
@@ -102,13 +114,16 @@ export class Teacher {
       const [all, { fineTune, loadSamples, drawLoss, STEPS }] = await Promise.all([this.loadExamples(), import("./finetune.js")]);
       this.samples ??= loadSamples(new URL("../samples/finetune.bin", import.meta.url)).catch((e) => { this.samples = null; throw e; });
       const samples = await this.samples, losses = [];
-      ui.curve.hidden = false;
+      ui.curve.hidden = ui.progress.hidden = false;
+      ui.progress.max = STEPS;
+      ui.progress.value = 0;
       drawLoss(ui.curve, losses, STEPS);
       const result = await fineTune(model, all, samples, {
         onPhase: (phase) => this.setStatus(`Fine-tuning the ${model.name}: ${phase}…`),
         onStep: (step, loss) => {
           losses.push(loss);
           drawLoss(ui.curve, losses, STEPS);
+          ui.progress.value = step;
           this.setStatus(`Fine-tuning: step ${step} of ${STEPS} · loss ${loss.toFixed(3)}`);
         },
         cancelled: () => this.cancelRequested,
@@ -135,7 +150,7 @@ export class Teacher {
     } finally {
       this.running = false;
       ui.start.disabled = false;
-      ui.cancel.hidden = true;
+      ui.cancel.hidden = ui.progress.hidden = true;
       this.onChange(model);
     }
   }
