@@ -3,6 +3,8 @@
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
 // with the weights read from the exporter's safetensors file.
 
+import { halfToFloat32 } from "../webapp/js/model_runtime.js";
+
 const tf = globalThis.tf;
 const MODELS = new URL("../webapp/", import.meta.url);
 
@@ -13,8 +15,9 @@ function readSafetensors(bytes) {
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") continue;
     const { dtype, shape, data_offsets: [a, b] } = entry;
-    if (dtype !== "F32") throw new Error(`${name}: ${dtype}`);
-    tensors[name] = { shape, data: new Float32Array(bytes.slice(8 + n + a, 8 + n + b).buffer) };
+    const raw = bytes.slice(8 + n + a, 8 + n + b).buffer;   // the exporter stores F16 (widened as the page does) or F32
+    if (dtype !== "F32" && dtype !== "F16") throw new Error(`${name}: ${dtype}`);
+    tensors[name] = { shape, data: dtype === "F16" ? halfToFloat32(new Uint16Array(raw)) : new Float32Array(raw) };
   }
   return tensors;
 }
