@@ -36,6 +36,7 @@ test: deps mnist
 	$(PYTHON) bench/bench_vs_tfjs.py --quick
 	$(PYTHON) bench/bench_load.py --quick
 	$(PYTHON) bench/bench_finetune.py --quick
+	node bench/bench_gpu.mjs --quick
 
 css:
 	npm run css --silent
@@ -46,3 +47,4 @@ bench: deps mnist
 	$(PYTHON) bench/bench_vs_tfjs.py
 	$(PYTHON) bench/bench_load.py
 	$(PYTHON) bench/bench_finetune.py
+	node bench/bench_gpu.mjs

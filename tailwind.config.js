@@ -1,5 +1,5 @@
 /** Tailwind scans the page and its hand-written modules (not the generated model modules). */
-module.exports = {
+export default {
   content: ["webapp/index.html", "webapp/js/**/*.js"],
   darkMode: "class",
   theme: {

@@ -1,11 +1,10 @@
 // One forward pass with readback, timed warm, for the same weights and the same inputs: the exported modules on their
 // two backends (WebGPU, WebAssembly) against TensorFlow.js on each of its backends (webgpu, webgl, cpu, wasm).
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
-// with the weights read from the exporter's safetensors file.
-
+// with the weights read from the exporter's safetensors file. Used by compare.html in Chromium (bench_vs_tfjs.py) and
+// by bench_gpu.mjs in Node.
 import { halfToFloat32 } from "../webapp/js/model_runtime.js";
 
-const tf = globalThis.tf;
 const MODELS = new URL("../webapp/", import.meta.url);
 
 function readSafetensors(bytes) {
@@ -23,7 +22,7 @@ function readSafetensors(bytes) {
 }
 
 // the two architectures of mnist_mlp.py and mnist_convnet.py (ReLU), layer by layer from the state dict's names
-function tfForward(meta, weights) {
+function tfForward(tf, meta, weights) {
   if (meta.config.model.act !== "relu") throw new Error("the TF.js graph here is written for ReLU models");
   const index = [...new Set(Object.keys(weights).map((k) => Number(k.split(".")[1])))].sort((a, b) => a - b);
   const w = (i, part) => weights[`layers.${i}.${part}`];
@@ -57,7 +56,7 @@ function tfForward(meta, weights) {
   });
 }
 
-async function time(run, inputs, n) {
+export async function time(run, inputs, n) {
   for (let i = 0; i < 5; i++) await run(inputs[i % inputs.length]);   // warm: compile, upload, tier up
   const times = [];
   for (let i = 0; i < n; i++) {
@@ -68,39 +67,49 @@ async function time(run, inputs, n) {
   return times;
 }
 
-async function device() {
-  const adapter = await navigator.gpu?.requestAdapter();
-  return adapter ? adapter.requestDevice() : null;
+export async function device(gpu) {
+  const adapter = await gpu?.requestAdapter({ powerPreference: "high-performance" });
+  return adapter ? { device: await adapter.requestDevice(), info: adapter.info ?? {} } : null;
 }
 
-/** {model: {backend: {times, logits (first input), error}}} for our two backends and TF.js's four. */
-globalThis.compare = async function compare({ names, n, images }) {
-  tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
-  const gpu = await device(), results = {};
+/** {model: {backend: {times, logits (first input), error}}} for our two backends and each TF.js backend named.
+ *  `bytes(url)` reads a file (fetch in a page, the file system in Node); `gpu` is a GPUDevice or null. */
+export async function compare({ names, n, images, tf, gpu, bytes, tfBackends }) {
+  const results = {};
   for (const name of names) {
-    const meta = await (await fetch(new URL(`${name}/${name}.json`, MODELS))).json();
-    const weightsUrl = new URL(`${name}/${name}.safetensors`, MODELS);
+    const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
+    const weightBytes = await bytes(new URL(`${name}/${name}.safetensors`, MODELS)), wasm = await bytes(new URL(`${name}/${name}.wasm`, MODELS));
     const inputs = images.map((img) => Float32Array.from(img, (p) => (p / 255 - meta.mean) / meta.std));
     const module = (await import(new URL(`${name}/${name}.js`, MODELS))).default;
     const result = results[name] = {};
     for (const backend of ["webgpu", "wasm"]) {
       try {
         if (backend === "webgpu" && !gpu) throw new Error("no WebGPU adapter");
-        const run = await module.load(backend === "wasm" ? "wasm" : gpu, weightsUrl);
+        const run = await module.load(backend === "wasm" ? "wasm" : gpu, weightBytes, { wasm });
         result[`ours-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
     }
-    const weights = readSafetensors(new Uint8Array(await (await fetch(weightsUrl)).arrayBuffer()));
-    for (const backend of ["webgpu", "webgl", "cpu", "wasm"]) {
+    const weights = readSafetensors(weightBytes);
+    for (const backend of tfBackends) {
       try {
         if (!(await tf.setBackend(backend))) throw new Error("backend failed to initialise");
         await tf.ready();
-        const forward = tfForward(meta, weights);
+        const forward = tfForward(tf, meta, weights);
         const run = async (x) => { const y = forward(x), logits = await y.data(); y.dispose(); return logits; };
         result[`tfjs-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
       } catch (e) { result[`tfjs-${backend}`] = { error: e.message }; }
     }
   }
   return results;
-};
-globalThis.compareReady = true;
+}
+
+// in the comparison page: TF.js from its script tags, files over HTTP
+if (globalThis.document) {
+  globalThis.compare = async ({ names, n, images }) => {
+    const tf = globalThis.tf;
+    tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
+    const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+    return compare({ names, n, images, tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"] });
+  };
+  globalThis.compareReady = true;
+}
