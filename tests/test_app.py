@@ -209,6 +209,38 @@ def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered
   assert page.get_by_test_id("backend-select").input_value() == "webgpu" and page.evaluate("document.body.dataset.backend") == "webgpu"
   context.close()
 
+SLOW_DOWN = """([kind, ms]) => {
+  const m = mnistApp.runtime.models.get("mnist_convnet"), b = m.backends.get(kind), run = b.run;
+  b.run = async (...args) => { const t = performance.now(); while (performance.now() - t < ms) {} return run(...args); };   // a busy CPU or GPU
+}"""
+
+def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_flap(app, mnist_test_set):
+  url, browser = app
+  page = open_app(browser, url)
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
+  chosen = page.evaluate("document.body.dataset.backend")
+  other = {"wasm": "webgpu", "webgpu": "wasm"}[chosen]
+  timed = page.evaluate("Object.fromEntries([...mnistApp.runtime.models.get('mnist_convnet').backends].map(([k, b]) => [k, b.ms]))")
+  samples = [d.reshape(-1).tolist() for d in mnist_test_set[0][:30]]
+  def predict_all():
+    for d in samples:
+      page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", d)
+      wait_settled(page)
+  # within the noise: slower in use by less than the threshold, nothing is re-timed and nothing changes
+  page.evaluate(SLOW_DOWN, [chosen, 0.2 * timed[chosen]])
+  predict_all()
+  assert page.evaluate("mnistApp.runtime.events.filter(e => e.event === 'rechecked').length") == 0
+  assert page.evaluate("document.body.dataset.backend") == chosen
+  # the backend in use becomes much slower than the other: re-timed, and the other one takes over
+  page.evaluate(SLOW_DOWN, [chosen, 3 * timed[other] + 20])
+  predict_all()
+  page.wait_for_function("mnistApp.runtime.events.some(e => e.event === 'rechecked')", timeout=60_000)
+  page.wait_for_function("b => document.body.dataset.backend === b", arg=other, timeout=10_000)
+  predict_all()
+  assert page.get_by_test_id("inference-ms").text_content().endswith({"wasm": "WebAssembly", "webgpu": "WebGPU"}[other])
+  assert not page.errors
+  page.close()
+
 def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(app, mnist_test_set):
   url, browser = app
   context = browser.new_context()

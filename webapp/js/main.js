@@ -244,6 +244,7 @@ async function predict() {
   recent.push(elapsed);
   if (recent.length > 50) recent.shift();
   timings.set(key, recent);
+  if (!withTaps) runtime.observe(model, backend, elapsed);
   // a stroke may have ended, or the canvas been cleared, while this ran: show nothing stale
   if (pad.isBlank) { showEmpty(); inside?.update(model, null); return; }
   if (withTaps) inside.update(model, result.taps);

@@ -11,6 +11,10 @@ export const MODEL_NAMES = ["mnist_mlp", "mnist_convnet"];
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 export const OFFLINE_CACHE = "mnist-app-v1";   // the service worker's cache (sw.js): verified downloads go straight in
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
+// In use, the backend in use is re-checked when its recent runs are this much slower than when it was timed (another tab
+// took the GPU, the CPU was throttled): both are timed again and the other is taken only if it is clearly faster, so two
+// close backends never flap.
+const IN_USE_RUNS = 20, SLOWER_IN_USE = 1.5, CLEARLY_FASTER = 0.8;
 
 export class NoWebGPUError extends Error {}
 export class DownloadError extends Error {}
@@ -92,6 +96,8 @@ export class Model {
     this.backends = new Map();          // "webgpu" | "wasm" -> { run, ms: warm median of one run }
     this.backendErrors = new Map();     // "webgpu" | "wasm" -> why it is not available
     this.backend = null;                // the one in use
+    this.inUse = [];                    // the last IN_USE_RUNS times of a plain run on it (ms)
+    this.rechecking = false;
     this.bringingUp = null;
     this.stashed = null;
     this.urgent = false;                // the visitor is waiting for it: its loading does not wait for idle moments
@@ -179,10 +185,17 @@ export class Model {
     }
   }
 
-  /** The visitor's choice where it can run, otherwise the faster backend (WebAssembly until WebGPU has been timed). */
-  choose(preference) {
+  /** The visitor's choice where it can run, otherwise the faster backend (WebAssembly until WebGPU has been timed).
+   *  `margin` < 1: keep the backend in use unless another takes less than `margin` times its time. */
+  choose(preference, margin = 1) {
+    const before = this.backend;
     if (this.backends.has(preference)) this.backend = preference;
-    else this.backend = [...this.backends.entries()].sort((a, b) => a[1].ms - b[1].ms || (a[0] === "wasm" ? -1 : 1))[0]?.[0] ?? null;
+    else {
+      const [fastest] = [...this.backends.entries()].sort((a, b) => a[1].ms - b[1].ms || (a[0] === "wasm" ? -1 : 1))[0] ?? [null];
+      const current = this.backends.get(before);
+      this.backend = current && fastest !== before && !(this.backends.get(fastest).ms < margin * current.ms) ? before : fastest;
+    }
+    if (this.backend !== before) this.inUse = [];
   }
 }
 
@@ -207,6 +220,23 @@ export class ModelRuntime {
   log(event, model) { this.events.push({ t: performance.now(), event, model: model?.name }); }
 
   async whenIdle(model) { while (!model?.urgent && !this.isIdle()) await sleep(50); }
+
+  /** A plain run of `model` on `kind` took `ms`: when the backend in use turns out much slower than when it was timed,
+   *  time every backend again (when idle) and switch only to one that is clearly faster. */
+  observe(model, kind, ms) {
+    if (kind !== model.backend || !this.settled || this.preference !== "auto" || model.backends.size < 2 || model.rechecking) return;
+    model.inUse.push(ms);
+    if (model.inUse.length > IN_USE_RUNS) model.inUse.shift();
+    if (model.inUse.length < IN_USE_RUNS || !(median(model.inUse) > SLOWER_IN_USE * model.backends.get(kind).ms)) return;
+    model.rechecking = true;
+    (async () => {
+      for (const k of model.backends.keys()) { await this.whenIdle(); await model.time(k); }
+      model.choose(this.preference, CLEARLY_FASTER);
+      model.inUse = [];
+      this.log("rechecked", model);
+      this.onChange({ kind: "choice" });
+    })().finally(() => { model.rechecking = false; });
+  }
 
   setPreference(preference) {
     this.preference = preference;
