@@ -4,6 +4,8 @@
 // with the page (replay, so that the model does not forget MNIST). Before and after, it measures accuracy on 1 000
 // held-out MNIST test digits and on the visitor's examples.
 
+import { fromMnist } from "./preprocess.js";
+
 export const STEPS = 60;
 const SIZE = 784, YOURS_PER_BATCH = 0.25;   // a quarter of each batch is the visitor's: enough to learn them, little forgetting
 
@@ -23,16 +25,12 @@ export async function loadSamples(url) {
   return { replay: set(nReplay), heldOut: set(nHeldOut) };
 }
 
-const normalise = (pixels, meta, out, at = 0) => { for (let i = 0; i < SIZE; i++) out[at + i] = (pixels[i] / 255 - meta.mean) / meta.std; };
-
 /** Accuracy (percent) of `run` on `count` images given by image(i) (u8 pixels) and label(i); null for none. */
 export async function accuracy(run, meta, count, image, label) {
   if (!count) return null;
-  const x = new Float32Array(SIZE);
   let right = 0;
   for (let i = 0; i < count; i++) {
-    normalise(image(i), meta, x);
-    const logits = await run(x);
+    const logits = await run(fromMnist(image(i), meta).input);
     let best = 0;
     for (let k = 1; k < logits.length; k++) if (logits[k] > logits[best]) best = k;
     if (best === label(i)) right++;
@@ -64,7 +62,7 @@ export async function fineTune(model, examples, samples, { onStep, onPhase, canc
     if (cancelled()) { await run.writeWeights(before); return null; }
     for (let j = 0; j < batch; j++) {
       const mine = j < yours, k = random(mine ? examples.length : samples.replay.n);
-      normalise(mine ? examples[k].image : samples.replay.image(k), meta, images, j * SIZE);
+      images.set(fromMnist(mine ? examples[k].image : samples.replay.image(k), meta).input, j * SIZE);
       labels[j] = mine ? examples[k].label : samples.replay.label(k);
     }
     const loss = await run.train(images, labels, train.lr);

@@ -23,14 +23,14 @@ const runtime = new ModelRuntime(onRuntimeChange, { preference: remembered("back
 const teacher = new Teacher({ correct: $("correct"), count: $("examples-count"), start: $("finetune"), cancel: $("finetune-cancel"),
                               reset: $("reset-model"), forget: $("forget-examples"), status: $("finetune-status"),
                               curve: $("loss-curve"), progress: $("finetune-progress") },
-                            { selected: () => selected(), currentImage: () => lastImage, onChange: () => { updateReadiness(); schedule(); } });
+                            { selected: () => selected(), currentImage: () => lastImage && Uint8Array.from(lastImage, (v) => Math.round(v * 255)), onChange: () => { updateReadiness(); schedule(); } });
 const timings = new Map();   // "model/backend" -> recent inference times (ms), for the warm median
 const PREVIEW_ONLY = { mean: 0, std: 1 };   // before a model's metadata arrives the preview needs the image, not the input
 
 let dirty = true, urgent = false, busy = false, frameRequested = false, lastAnnounced = "";
 let inputsOnTheirWay = 0;   // e.g. a sample being fetched: until it is drawn, no prediction has settled
 let lastInput = -Infinity;  // when the drawing last changed
-let lastImage = null;       // the drawing as the model reads it (784 pixels, 0-255), for teaching
+let lastImage = null;       // the drawing as the model reads it (784 values in [0, 1]), for teaching
 let visitorChoseModel = false;
 
 // background loading (other models, WebGPU, timing) waits for moments when no prediction runs or is about to
@@ -230,7 +230,7 @@ async function predict() {
   const contract = model.meta ?? PREVIEW_ONLY, exact = pad.exactImage;
   const processed = pad.isBlank ? null : exact ? fromMnist(exact, contract) : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, contract);
   drawPreview(processed?.image);
-  lastImage = processed ? Uint8Array.from(processed.image, (v) => Math.round(v * 255)) : null;
+  lastImage = processed?.image ?? null;
   if (!processed) { showEmpty(); inside?.update(model, null); return; }
   ui.hint.classList.add("invisible");
   if (!model.run) return;

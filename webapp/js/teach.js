@@ -9,6 +9,7 @@ const remembered = () => { try { return localStorage.getItem(FLAG) === "1"; } ca
 const remember = () => { try { localStorage.setItem(FLAG, "1"); } catch { /* storage disabled: this visit only */ } };
 const percent = (x) => (x === null ? "–" : `${x.toFixed(1)}%`);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+const heldOut = (n) => `${n.toLocaleString("en-US")} held-out MNIST digits`;
 
 export class Teacher {
   /** `selected()` is the selected model, `currentImage()` the drawing as the model reads it (784 u8 pixels) or null,
@@ -144,7 +145,7 @@ export class Teacher {
       }
       const { before, after } = summary;
       this.setStatus(`Done in ${summary.seconds.toFixed(1)} s: your ${plural(summary.examples, "digit")} ${percent(before.yours)} → ${percent(after.yours)}, ` +
-        `${samplesText(samples)} ${percent(before.mnist)} → ${percent(after.mnist)}` + (kept ? "." : " (kept for this visit only)."), "done");
+        `${heldOut(summary.heldOut)} ${percent(before.mnist)} → ${percent(after.mnist)}` + (kept ? "." : " (kept for this visit only)."), "done");
     } catch (e) {
       this.setStatus(`Fine-tuning failed: ${e.message ?? e}`, "error");
     } finally {
@@ -172,9 +173,7 @@ export class Teacher {
   describe(model) {
     const s = this.summary(model);
     if (!s) return "";
-    return `Fine-tuned here on ${plural(s.examples, "digit")} of yours: ${percent(s.after.mnist)} on ${s.heldOut.toLocaleString("en-US")} ` +
-      `held-out MNIST digits (shipped ${percent(s.shipped.mnist)}), ${percent(s.after.yours)} on your digits (shipped ${percent(s.shipped.yours)}). `;
+    return `Fine-tuned here on ${plural(s.examples, "digit")} of yours: ${percent(s.after.mnist)} on ${heldOut(s.heldOut)} ` +
+      `(shipped ${percent(s.shipped.mnist)}), ${percent(s.after.yours)} on your digits (shipped ${percent(s.shipped.yours)}). `;
   }
 }
-
-const samplesText = (samples) => `${samples.heldOut.n.toLocaleString("en-US")} held-out MNIST digits`;
