@@ -129,7 +129,8 @@ def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, extr
       if key in index_of: return index_of[key]
       kind = "output" if key in output_of else "weight" if key in weight_of else "state" if key in state_of else "scratch"
       name = output_of.get(key) or weight_of.get(key) or state_of.get(key) or f"scratch{sum(x['kind'] == 'scratch' for x in buffers)}"
-      info = {"name": name, "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name, **({"shape": list(outs[name].shape)} if kind == "output" else {}),
+      shape = list(outs[name].shape) if kind == "output" else list(state[name].shape) if kind == "weight" else None
+      info = {"name": name, "kind": kind, "bytes": b.nbytes, "dtype": b.dtype.name, **({"shape": shape} if shape is not None else {}),
               **({"init": _constant(start[name], name)} if kind == "state" else {})}
     if key not in index_of:
       index_of[key] = len(buffers)
@@ -143,6 +144,8 @@ def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, extr
     info, source = prg.arg, next(s.arg for s in prg.src if s.op is Ops.SOURCE)
     if info.vars: raise ExportError(f"a {device} kernel takes runtime variables ({', '.join(v.arg.name for v in info.vars)}); only static shapes export")
     if "enable f16" in source or "__fp16" in source: raise ExportError("a kernel needs float16; export a float32 model")
+    if ("@compute" in source) != (device == "WEBGPU"):
+      raise ExportError(f"the step runs kernel {info.function_name} on another device than {device} (a tensor not among the exported ones?)")
     if source not in kernel_index:
       kernel_index[source] = len(kernels)
       kernels.append({"function": info.function_name, "source": source})
@@ -157,8 +160,8 @@ def _constant(value:np.ndarray, name:str) -> float:
   return float(value.flat[0]) if value.size else 0.0
 
 def merge(programs:dict[str, Captured]) -> tuple[list[dict], list[dict], dict[str, list[dict]]]:
-  """Several captured programs of one backend as one set of kernels and buffers: the weights and the input are shared
-  by name (a program reads what another wrote into them); every other buffer belongs to its program. Returns the
+  """Several captured programs of one backend as one set of kernels and buffers: the weights, the optimizers' state and
+  the inputs are shared by name (a program reads what another wrote into them); every other buffer belongs to its program. Returns the
   kernels (each once, with a unique C name), the buffers, and each program's dispatches into those two lists."""
   kernels, kernel_of, buffers, buffer_of, dispatches = [], {}, [], {}, {}
   for program, cap in programs.items():
@@ -170,8 +173,10 @@ def merge(programs:dict[str, Captured]) -> tuple[list[dict], list[dict], dict[st
       kernels.append({**k, "name": k["function"] + (f"_{taken}" if taken else "")})
     local = []
     for b in cap.buffers:
+      # an input is shared by the programs that take it at the same size (forward and taps: the image), not by two
+      # training steps of different batch sizes
       shared = b["kind"] in ("weight", "state", "input")
-      key = (b["kind"], b["name"]) if shared else (program, b["name"])
+      key = (b["kind"], b["name"], b["bytes"] if b["kind"] == "input" else None) if shared else (program, b["name"])
       if key not in buffer_of:
         buffer_of[key] = len(buffers)
         buffers.append(b if shared else {**b, "program": program})
@@ -224,19 +229,87 @@ def finetune_step(model, batch_size:int=FINETUNE_BATCH, only:set|None=None):
   name_of = {id(t): k for k, t in get_state_dict(model).items()}
   trained = [p for p in get_parameters(model) if p.is_param and (only is None or name_of[id(p)] in only)]
   opt = nn.optim.Adam(trained, lr=FINETUNE_LR)
-  opt_state = {"adam.lr": opt.lr, "adam.b1_t": opt.b1_t, "adam.b2_t": opt.b2_t,
-               **{f"adam.m.{name_of[id(p)]}": m for p, m in zip(opt.params, opt.m)},
-               **{f"adam.v.{name_of[id(p)]}": v for p, v in zip(opt.params, opt.v)}}
   def step(images:Tensor, labels:Tensor, lr:Tensor) -> dict:
     opt.zero_grad()
     with Context(TRAINING=0): loss = model(images).sparse_categorical_crossentropy(labels).backward()
     opt.lr.assign(lr)
     with Context(TRAINING=1): Tensor.realize(loss, *opt.schedule_step())
     return {"loss": loss}
+  return step, example_batch(batch_size, FINETUNE_LR), optimizer_state(opt, name_of, "adam")
+
+def example_batch(batch_size:int, lr:float) -> dict[str, np.ndarray]:
+  """Example inputs of a training step, in the order it takes them: a batch of images, their labels, the learning rate."""
   rng = np.random.default_rng(0)
-  example = {"images": rng.standard_normal((batch_size, *INPUT_SHAPE[1:]), dtype=np.float32),
-             "labels": rng.integers(0, N_CLASSES, batch_size).astype(np.int32), "lr": np.array([FINETUNE_LR], dtype=np.float32)}
-  return step, example, opt_state
+  return {"images": rng.standard_normal((batch_size, *INPUT_SHAPE[1:]), dtype=np.float32),
+          "labels": rng.integers(0, N_CLASSES, batch_size).astype(np.int32), "lr": np.array([lr], dtype=np.float32)}
+
+def optimizer_state(opt, name_of:dict, prefix:str) -> dict:
+  """What a tinygrad optimizer keeps between steps, by name: its learning rate, Adam's moments and the running products
+  of its betas (LAMB: Adam, AdamW), the momentum buffers (LARS: SGD, Muon); `prefix.lr`, `prefix.b1_t`,
+  `prefix.m.<parameter>`... For a group (Muon with AdamW), the second optimizer's names start `prefix1.`."""
+  from tinygrad import nn
+  state = {}
+  for k, o in enumerate(opt.optimizers if isinstance(opt, nn.optim.OptimizerGroup) else [opt]):
+    if o.fused: raise ExportError("a fused optimizer (FUSE_OPTIM=1) keeps one buffer for every parameter; export without it")
+    p = prefix if k == 0 else f"{prefix}{k}"
+    state[f"{p}.lr"] = o.lr
+    for attr in ("b1_t", "b2_t"):
+      if hasattr(o, attr): state[f"{p}.{attr}"] = getattr(o, attr)
+    for attr in ("m", "v", "b"):
+      for param, t in zip(o.params, getattr(o, attr, [])): state[f"{p}.{attr}.{name_of[id(param)]}"] = t
+  return state
+
+# ---------------------------------------------------------------- training from scratch in the page
+
+EVAL_BATCH = 100
+
+def fit_step(model, opt, batch_size:int):
+  """The page's "train from scratch" step: forward in training mode (batch norm on the batch's statistics, updating
+  its running statistics; dropout as the model has it), cross-entropy, backward, and `opt` (the scripts' optimizer over
+  every parameter, built by the caller) with the learning rate as an input, so that the page can run the scripts'
+  schedule (an optimizer group scales each member's rate as the scripts do: by the same factor). Returns the step
+  (images, labels, lr) -> {"loss", "correct" (how many of the batch it read right, before the update)}, example
+  inputs, and the optimizer's state by name."""
+  from tinygrad import Tensor, Context, nn
+  from tinygrad.nn.state import get_state_dict
+  members = list(opt.optimizers) if isinstance(opt, nn.optim.OptimizerGroup) else [opt]
+  base = [float(o.lr.numpy()[0]) for o in members]
+  norms = [layer for layer in getattr(model, "layers", []) if isinstance(layer, nn.BatchNorm)]
+  def step(images:Tensor, labels:Tensor, lr:Tensor) -> dict:
+    opt.zero_grad()
+    # batch norm counts its training steps in an int64 that nothing reads (and WGSL cannot hold): a plain int here
+    counters = [layer.num_batches_tracked for layer in norms]
+    for layer in norms: layer.num_batches_tracked = 0
+    with Context(TRAINING=1):
+      try: logits = model(images)
+      finally:
+        for layer, counter in zip(norms, counters): layer.num_batches_tracked = counter
+      loss = logits.sparse_categorical_crossentropy(labels).backward()
+      correct = (logits.argmax(-1) == labels).sum().float()
+      for o, b in zip(members, base): o.lr.assign(lr * (b / base[0]))
+      Tensor.realize(loss, correct, *opt.schedule_step())
+    return {"loss": loss, "correct": correct}
+  name_of = {id(t): k for k, t in get_state_dict(model).items()}
+  return step, example_batch(batch_size, base[0]), optimizer_state(opt, name_of, "fit")
+
+def init_spec(model, state:dict) -> dict[str, dict]:
+  """How tinygrad initialises each tensor of a fresh model (nn.Linear and nn.Conv2d: weight and bias uniform in
+  ±1/sqrt(fan in); nn.BatchNorm: scale and running variance 1, shift and running mean 0), for the page to start a
+  training from: {name: {"uniform": [low, high]} or {"constant": value}}. A test holds it to tinygrad's own layers."""
+  import math
+  from tinygrad import nn
+  spec = {}
+  for i, layer in enumerate(getattr(model, "layers", [])):
+    name = lambda part: f"layers.{i}.{part}"
+    if isinstance(layer, (nn.Linear, nn.Conv2d)):
+      bound = 1 / math.sqrt(int(np.prod(layer.weight.shape[1:])))
+      spec[name("weight")] = {"uniform": [-bound, bound]}
+      if layer.bias is not None: spec[name("bias")] = {"uniform": [-bound, bound]}
+    elif isinstance(layer, nn.BatchNorm):
+      spec.update({name("weight"): {"constant": 1.0}, name("bias"): {"constant": 0.0},
+                   name("running_mean"): {"constant": 0.0}, name("running_var"): {"constant": 1.0}})
+  if unknown := sorted(set(state) - set(spec)): raise ExportError(f"no known initialisation for {', '.join(unknown)} (only Linear, Conv2d, BatchNorm)")
+  return {k: spec[k] for k in state}
 
 # ---------------------------------------------------------------- the test-set report
 
@@ -369,15 +442,17 @@ def _stored(value:np.ndarray, dtype:str, name:str) -> np.ndarray:
   return half
 
 def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dict|None=None, wasm_beam:int=0,
-                 weights_dtype:str="float16", report:dict|None=None, finetune:bool=True) -> Path:
+                 weights_dtype:str="float16", report:dict|None=None, finetune:bool=True, fit:dict|None=None) -> Path:
   """Write `out_dir/name/`: `name.js` (the ES module: the plan, the forward's WGSL and the runtime), `name.wasm` (the
   forward on WebAssembly), `name.extras.js` and `name.extras.wasm` (what the page loads on demand: the WGSL of the
   other programs, and a WebAssembly module with every program), `name.safetensors` (the weights, read by both
   backends), `name.json` (metadata) and, given a `report` (test_report), `name.report.json`.
 
   The programs: "forward" maps a normalised (1, 1, 28, 28) float32 image to 10 logits; "taps" also returns the
-  outputs of the layers the model names in `model.taps`, if it has them; "train" (with `finetune`) is finetune_step. Writing is atomic: on any failure the
-  previous export is left untouched.
+  outputs of the layers the model names in `model.taps`, if it has them; "train" (with `finetune`) is finetune_step;
+  "fit" (given `fit`: {"optimizer": the scripts' optimizer over every parameter, "batch": its batch size, "schedule":
+  {"kind", "warmup"} of the scripts' learning rate}) is fit_step, with init_spec for a fresh start. Writing is atomic:
+  on any failure the previous export is left untouched.
 
   `weights_dtype` float16 stores the weights in half the bytes; the model must already hold float16-exact weights
   (round_weights), so that the accuracy measured on it (the report's) is the accuracy of exactly what is shipped.
@@ -386,15 +461,29 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   Measured on the shipped models: the CNN runs 1.5x faster in Chromium, the MLP slower (native AVX2 timings do not
   always carry over to 128-bit wasm SIMD), so it is a per-model choice; it never touches the WebGPU kernels."""
   if not name.isidentifier(): raise ExportError(f"model name {name!r} must be an identifier (it names files and a JS module)")
+  if weights_dtype not in WEIGHT_DTYPES: raise ExportError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}")
   check_webgpu()
   from tinygrad import dtypes
   from tinygrad.nn.state import get_state_dict
-  from safetensors.numpy import save_file
-
-  if weights_dtype not in WEIGHT_DTYPES: raise ExportError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}")
   # export what the kernels read: float tensors; integer bookkeeping (batch-norm's step counter) never enters the forward
   state = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
   weights = {k: _stored(v.numpy(), weights_dtype, k) for k, v in state.items()}
+  programs, about = capture_programs(model, state, wasm_beam, finetune, fit)
+  files, backends = build_backends(name, programs)
+  plan = {"name": name, "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES, **about, **backends}
+  meta = {"name": name, **(metadata or {}), **({"test_accuracy": report["accuracy"]} if report is not None else {}),
+          "params": (metadata or {}).get("params", sum(int(np.prod(w.shape)) for w in weights.values())),
+          "weights_dtype": sorted({str(w.dtype) for w in weights.values()}), "tinygrad_version": _version(), **input_contract(),
+          "finetune": about["train"],
+          "fit": {k: v for k, v in about["fit"].items() if k != "init"} if about["fit"] else None,
+          "kernels": len(backends["webgpu"]["kernels"]), "dispatches": len(backends["webgpu"]["programs"]["forward"]),
+          "backends": ["webgpu", "wasm"], "wasm_kernels": len({d["kernel"] for d in backends["wasm"]["dispatches"]["forward"]}),
+          "wasm_beam": wasm_beam}
+  return write_export(Path(out_dir), name, weights, files, plan, meta, report)
+
+def capture_programs(model, state:dict, wasm_beam:int, finetune:bool, fit:dict|None) -> tuple[dict, dict]:
+  """Every program of the export, captured (see export_model), and what the page must know about them: the taps, the
+  fine-tuning step ("train") and the training from scratch ("fit", with each tensor's initialisation)."""
   probe = {"input": np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32)}
   programs = {"forward": capture(lambda x: {"output": model(x)}, probe, state, wasm_beam=wasm_beam)}
   taps = []
@@ -405,29 +494,62 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
       return {"output": found.pop(taps[-1]["name"]), **found}
     if "output" in model.taps.values(): raise ExportError("a tap cannot be named 'output'")
     programs["taps"] = capture(with_taps, probe, state)
+  batch_norm = any("running_mean" in k for k in state)
   train = None
   if finetune:
     trains = last_layer(model, state)
     step, example, opt_state = finetune_step(model, only=trains)
     programs["train"] = capture(step, example, state, extra_state=opt_state)
     train = {"batch": FINETUNE_BATCH, "lr": FINETUNE_LR, "optimizer": "adam", "trains": sorted(trains),
-             "batch_norm": "running statistics, frozen" if any("running_mean" in k for k in state) else None, "dropout": "off"}
+             "batch_norm": "running statistics, frozen" if batch_norm else None, "dropout": "off"}
+  about_fit = evaluate = None
+  if fit:
+    # the trainer's measurements (held-out digits during training, the whole test set after) take EVAL_BATCH at once
+    batch = {"images": np.random.default_rng(1).standard_normal((EVAL_BATCH, *INPUT_SHAPE[1:]), dtype=np.float32)}
+    programs["evaluate"] = capture(lambda images: {"logits": model(images)}, batch, state)
+    evaluate = {"batch": EVAL_BATCH}
+    init = init_spec(model, state)     # before the step: the capture below leaves the weights as they are
+    step, example, opt_state = fit_step(model, fit["optimizer"], fit["batch"])
+    programs["fit"] = capture(step, example, state, extra_state=opt_state)
+    about_fit = {"batch": fit["batch"], "epochs": fit.get("epochs"), "optimizer": fit["schedule"]["optimizer"], "lr": float(example["lr"][0]),
+                 "schedule": fit["schedule"], "trains": sorted(k for k, v in state.items() if v.is_param), "init": init,
+                 "batch_norm": "batch statistics, running statistics updated" if batch_norm else None,
+                 "dropout": fit.get("dropout") or "off"}
+  for t in taps: t["buffer"] = "output" if t is taps[-1] else t["name"]
+  return programs, {"taps": taps, "train": train, "fit": about_fit, "evaluate": evaluate}
+
+def build_backends(name:str, programs:dict) -> tuple[dict[str, bytes], dict]:
+  """Each backend's kernels and buffers for all the programs, and the files that hold what the first visit does not
+  load: the forward's WebAssembly module (with the programs that need no other kernel: the taps), and the extras (the
+  WGSL and a WebAssembly module of every program: the training steps), loaded when the page first asks for them."""
   webgpu = merge({p: c["webgpu"] for p, c in programs.items()})
   wasm = merge({p: c["wasm"] for p, c in programs.items()})
   shapes = {b["name"]: b["shape"] for b in webgpu[1] if b["kind"] == "output" and b.get("program") == "taps"}
-  for t in taps: t.update(buffer="output" if t is taps[-1] else t["name"], shape=shapes["output" if t is taps[-1] else t["name"]])
-  # the first visit loads the programs that need no kernel beyond the forward's (the taps need none); any other
-  # program (a training step) comes in the extras files, loaded when the page first asks for it
   base = {p for p, ds in wasm[2].items() if all(_used_by(d["kernel"], wasm[2]["forward"]) for d in ds)}
   base_c, base_offsets = render_c(wasm[0], wasm[1], {p: ds for p, ds in wasm[2].items() if p in base})
   files = {"wasm": compile_wasm(base_c)}
-  if wasm_extras := len(base) < len(wasm[2]):
+  extras = None
+  if len(base) < len(wasm[2]):
     extras_c, extras_offsets = render_c(*wasm)
     files["extras.wasm"] = compile_wasm(extras_c)
-  if webgpu_extras := not all(_used_by(i, webgpu[2]["forward"]) for i in range(len(webgpu[0]))):
-    files["extras.js"] = render_extras(name, webgpu[0], webgpu[2]).encode()
+    extras = {"offsets": extras_offsets, "programs": sorted(wasm[2])}
+  webgpu_extras = not all(_used_by(i, webgpu[2]["forward"]) for i in range(len(webgpu[0])))
+  if webgpu_extras: files["extras.js"] = render_extras(name, webgpu[0], webgpu[2]).encode()
+  # each program's input buffers by name (two training steps may each take "images", at their own batch sizes)
+  inputs = lambda kernels, buffers, dispatches: {p: {buffers[i]["name"]: i for d in ds for i in d["buffers"] if buffers[i]["kind"] == "input"}
+                                                 for p, ds in dispatches.items()}
+  return files, {
+    "shapes": shapes, "kernelSources": webgpu[0],
+    "webgpu": {"kernels": [{"name": k["function"], "extras": not _used_by(i, webgpu[2]["forward"])} for i, k in enumerate(webgpu[0])],
+               "buffers": webgpu[1], "programs": webgpu[2], "inputs": inputs(*webgpu), "extras": webgpu_extras},
+    "wasm": {"buffers": wasm[1], "programs": {p: entry_point(p) for p in wasm[2]}, "inputs": inputs(*wasm), "dispatches": wasm[2],
+             "base": {"offsets": base_offsets, "programs": sorted(base)}, "extras": extras}}
 
-  out_dir, final = Path(out_dir), Path(out_dir) / name
+def write_export(out_dir:Path, name:str, weights:dict, files:dict[str, bytes], plan:dict, meta:dict, report:dict|None) -> Path:
+  """The files, the plan's module and the metadata (each file's hash and size), staged beside the model's folder and
+  swapped into its place in one step."""
+  from safetensors.numpy import save_file
+  final = out_dir / name
   try:
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f".{name}.*.tmp"): shutil.rmtree(stale, ignore_errors=True)   # left by a killed export
@@ -439,27 +561,22 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
     files["safetensors"] = (staged / f"{name}.safetensors").read_bytes()
     if report is not None: files["report.json"] = (json.dumps(report, separators=(",", ":")) + "\n").encode()
     sha = {ext: hashlib.sha256(data).hexdigest() for ext, data in files.items()}
-    params = sum(int(np.prod(w.shape)) for w in weights.values())
     file_info = lambda ext, **extra: {"sha256": sha[ext], "bytes": len(files[ext]), **extra}
-    plan = {"name": name, "weightsSha256": sha["safetensors"], "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES, "taps": taps, "train": train,
-            "webgpu": {"kernels": [{"name": k["function"], "extras": not _used_by(i, webgpu[2]["forward"])} for i, k in enumerate(webgpu[0])],
-                       "buffers": webgpu[1], "programs": webgpu[2], "extras": file_info("extras.js") if webgpu_extras else None},
-            "wasm": {"buffers": wasm[1], "programs": {p: entry_point(p) for p in wasm[2]},
-                     "base": file_info("wasm", offsets=base_offsets, programs=sorted(base)),
-                     "extras": file_info("extras.wasm", offsets=extras_offsets, programs=sorted(wasm[2])) if wasm_extras else None}}
-    files["js"] = render_module(name, plan, webgpu[0]).encode()
+    shapes, kernels = plan.pop("shapes"), plan.pop("kernelSources")
+    plan["wasm"].pop("dispatches")   # in the module only as each program's inputs
+    for t in plan["taps"]: t["shape"] = shapes[t["buffer"]]
+    plan["weightsSha256"] = sha["safetensors"]
+    plan["webgpu"]["extras"] = file_info("extras.js") if plan["webgpu"]["extras"] else None
+    plan["wasm"]["base"] = file_info("wasm", **plan["wasm"]["base"])
+    plan["wasm"]["extras"] = file_info("extras.wasm", **plan["wasm"]["extras"]) if plan["wasm"]["extras"] else None
+    files["js"] = render_module(name, plan, kernels).encode()
     for ext, data in files.items(): _fsync_write(staged / f"{name}.{ext}", data)
     # what the page asks for, by content: a changed file gets a new URL, so no cache can serve a stale one
-    meta = {"name": name, **(metadata or {}), **({"test_accuracy": report["accuracy"]} if report is not None else {}),
-            "params": (metadata or {}).get("params", params), "weights_sha256": sha["safetensors"],
-            "weights_bytes": len(files["safetensors"]), "weights_dtype": sorted({str(w.dtype) for w in weights.values()}),
-            "tinygrad_version": _version(), **input_contract(),
-            "taps": [{k: t[k] for k in ("name", "shape", "weight")} for t in taps], "finetune": train,
-            "kernels": len(webgpu[0]), "dispatches": len(webgpu[2]["forward"]), "backends": ["webgpu", "wasm"],
-            "wasm_kernels": len({d["kernel"] for d in wasm[2]["forward"]}), "wasm_beam": wasm_beam,
-            "files": {FILE_KEYS[ext]: _short(hashlib.sha256(data).hexdigest()) for ext, data in files.items()},
-            "file_bytes": {FILE_KEYS[ext]: len(data) for ext, data in files.items()},
-            "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta.update({"weights_sha256": sha["safetensors"], "weights_bytes": len(files["safetensors"]),
+                 "taps": [{k: t[k] for k in ("name", "shape", "weight")} for t in plan["taps"]],
+                 "files": {FILE_KEYS[ext]: _short(hashlib.sha256(data).hexdigest()) for ext, data in files.items()},
+                 "file_bytes": {FILE_KEYS[ext]: len(data) for ext, data in files.items()},
+                 "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     _fsync_write(staged / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
     for f in staged.iterdir(): f.chmod(0o644)
     staged.chmod(0o755)   # mkdtemp makes it private; a web server must read it

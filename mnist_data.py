@@ -92,7 +92,37 @@ def finetune_samples(x_tr:np.ndarray, y_tr:np.ndarray, x_te:np.ndarray, y_te:np.
   for x, y in ((x_tr[replay], y_tr[replay]), (x_te[held], y_te[held])): parts += [y.astype(np.uint8).tobytes(), x.astype(np.uint8).tobytes()]
   return b"".join(parts)
 
-if __name__ == "__main__":   # python mnist_data.py: rewrite the page's fine-tuning digits from MNIST_DIR
-  out = Path(__file__).parent / "webapp" / "samples" / "finetune.bin"
-  out.write_bytes(finetune_samples(*load_mnist_numpy()))
-  print(f"wrote {out} ({out.stat().st_size} bytes)")
+# ---------------------------------------------------------------- the page's training data
+
+TRAIN_CHUNK = 10_000   # digits per file: the page trains on the first file while the others arrive
+
+def _gzip(data:bytes) -> bytes:
+  """gzip with no time stamp or file name: the same digits always give the same bytes (and hash)."""
+  import io
+  out = io.BytesIO()
+  with gzip.GzipFile(fileobj=out, mode="wb", compresslevel=9, mtime=0, filename="") as f: f.write(data)
+  return out.getvalue()
+
+def page_dataset(x_tr:np.ndarray, y_tr:np.ndarray, x_te:np.ndarray, y_te:np.ndarray) -> dict[str, bytes]:
+  """webapp/samples/mnist/: all of MNIST for training in the page, as gzip files (GitHub Pages serves them as they are;
+  the page inflates them with DecompressionStream). Each file holds `count` digits: their labels (u8), then their
+  28x28 images (u8, row-major); `index.json` lists the files in the order the page fetches them (the first training
+  file, the test set, then the rest of the training set) with their SHA-256 and sizes."""
+  import hashlib, json
+  def chunk(x, y): return _gzip(y.astype(np.uint8).tobytes() + x.astype(np.uint8).tobytes())
+  files = {"train-0.bin.gz": (chunk(x_tr[:TRAIN_CHUNK], y_tr[:TRAIN_CHUNK]), "train", TRAIN_CHUNK),
+           "test.bin.gz": (chunk(x_te, y_te), "test", len(x_te))}
+  for k in range(1, len(x_tr) // TRAIN_CHUNK):
+    part = slice(k * TRAIN_CHUNK, (k + 1) * TRAIN_CHUNK)
+    files[f"train-{k}.bin.gz"] = (chunk(x_tr[part], y_tr[part]), "train", TRAIN_CHUNK)
+  index = {"format": "u8 labels, then u8 28x28 images, gzip", "files": [
+    {"file": f, "split": split, "count": n, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for f, (data, split, n) in files.items()]}
+  return {**{f: data for f, (data, _, _) in files.items()}, "index.json": (json.dumps(index, indent=1) + "\n").encode()}
+
+if __name__ == "__main__":   # python mnist_data.py: rewrite the page's MNIST files (fine-tuning digits, training data) from MNIST_DIR
+  samples = Path(__file__).parent / "webapp" / "samples"
+  data = load_mnist_numpy()
+  (samples / "finetune.bin").write_bytes(finetune_samples(*data))
+  (samples / "mnist").mkdir(exist_ok=True)
+  for name, content in page_dataset(*data).items(): (samples / "mnist" / name).write_bytes(content)
+  print(f"wrote {samples / 'finetune.bin'} and {samples / 'mnist'}/")

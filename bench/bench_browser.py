@@ -9,7 +9,7 @@ drawn digit; per model: preprocessing alone (canvas read + crop/scale/centre/nor
 itself; and the page: shell size (HTML+CSS+JS, no weights), cold load -> first prediction possible (ready) and -> both
 backends timed and chosen (settled).
 """
-import argparse, json, platform, statistics, sys, time
+import argparse, json, platform, sys, time
 from pathlib import Path
 import numpy as np
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,6 @@ A step is the exporter's "train" program: forward of a batch, cross-entropy, bac
 """
 import argparse, json, platform, statistics, sys, time
 from pathlib import Path
-import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))

@@ -15,7 +15,6 @@ A second visit reloads the page once its service worker is installed: online on 
 """
 import argparse, json, os, platform, statistics, sys
 from pathlib import Path
-import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))

@@ -2,10 +2,10 @@
 
   python bench/bench_train.py            # defaults of both scripts, and the shipped architectures
 """
-import sys, time
+import sys
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tinygrad import Tensor, Device
+from tinygrad import Device
 from mnist_data import load_mnist
 from training import train, training_knobs
 import mnist_mlp, mnist_convnet
@@ -29,7 +29,7 @@ def bench(model, bs:int, augment:bool, steps:int) -> float:
 if __name__ == "__main__":
   steps = int(sys.argv[1]) if len(sys.argv) > 1 else 20
   print(f"device {Device.DEFAULT}, {steps} timed steps\n")
-  print(f"| model | BS | ms/step, no augmentation | ms/step, with augmentation |\n|---|---|---|---|")
+  print("| model | BS | ms/step, no augmentation | ms/step, with augmentation |\n|---|---|---|---|")
   for name, cls, cfg, bs in CASES:
     plain, aug = bench(cls(**cfg), bs, False, steps), bench(cls(**cfg), bs, True, steps)
     print(f"| {name} | {bs} | {plain:.1f} | {aug:.1f} |", flush=True)

@@ -19,8 +19,10 @@ class _Server(http.server.ThreadingHTTPServer):
 
 class Server:
   """What the test server saw and how it misbehaves: `requests` lists every GET path (no query); a file named in
-  `break_after` is sent with its full Content-Length but only that many bytes before the connection is closed."""
-  def __init__(self): self.requests, self.break_after = [], {}
+  `break_after` is sent with its full Content-Length but only that many bytes before the connection is closed (once,
+  for a name also in `break_once`); while
+  `offline` is set, every request is dropped unanswered (as if the network were gone: in any browser engine)."""
+  def __init__(self): self.requests, self.break_after, self.break_once, self.offline = [], {}, set(), False
 
 @contextlib.contextmanager
 def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Server|None=None):
@@ -35,17 +37,34 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
       self.send_header("Cache-Control", cache_control)
       http.server.SimpleHTTPRequestHandler.end_headers(self)
     def do_GET(self):
+      if seen.offline:
+        self.close_connection = True
+        return
       path = self.path.split("?")[0]
+      if path.endswith("/__viewport.html"): return self.viewport_page()
       seen.requests.append(path)
       name = path.rsplit("/", 1)[-1]
-      if name not in seen.break_after: return super().do_GET()
+      limit = seen.break_after.pop(name, None) if name in seen.break_once else seen.break_after.get(name)
+      if limit is None: return super().do_GET()
       data = Path(self.translate_path(path)).read_bytes()
       self.send_response(200)
       self.send_header("Content-Length", str(len(data)))
       self.end_headers()
-      self.wfile.write(data[:seen.break_after[name]])
+      self.wfile.write(data[:limit])
       self.wfile.flush()
       self.close_connection = True
+    def viewport_page(self):
+      """The page next to this one in an iframe of ?w= x ?h= CSS px: a viewport smaller than a browser's window can be
+      (WebKitGTK's MiniBrowser is at least 447 px wide). Same origin, so the page works in it as it does on its own."""
+      from urllib.parse import parse_qs, urlsplit
+      q = {k: int(v[0]) for k, v in parse_qs(urlsplit(self.path).query).items()}
+      body = (f'<!doctype html><meta charset="utf-8"><style>html,body{{margin:0}}iframe{{display:block;border:0}}</style>'
+              f'<iframe src="./" width="{q["w"]}" height="{q["h"]}"></iframe>').encode()
+      self.send_response(200)
+      self.send_header("Content-Type", "text/html")
+      self.send_header("Content-Length", str(len(body)))
+      self.end_headers()
+      self.wfile.write(body)
   httpd = _Server(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
   thread = threading.Thread(target=httpd.serve_forever, daemon=True)
   thread.start()
@@ -94,27 +113,85 @@ def wait_settled(page):
 def set_brush(page, ink_px:float):
   page.get_by_test_id("brush").evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", str(round(ink_px)))
 
-def draw_digit(page, digit, height_frac:float, rng):
-  """Paint a 28x28 uint8 MNIST digit on the canvas with real mouse strokes, one per run of inked pixels in each row,
-  scaled so that the digit's ink spans `height_frac` of the canvas height, at a random place where it fits."""
+def digit_strokes(digit, height_frac:float, rng, aspect:float=1.0) -> dict:
+  """How a person would paint a 28x28 uint8 MNIST digit: one horizontal stroke per run of inked pixels in each row, the
+  digit's ink spanning `height_frac` of the canvas height at a random place where it fits. Returns {"brush": width in
+  ink-canvas pixels, "strokes": [[x, y, x, y, ...], ...] with every point as a fraction of the canvas}, points at most
+  12/280 of the canvas apart (as mouse moves come). `aspect` is the canvas's width over its height."""
   import numpy as np
-  box = page.get_by_test_id("canvas").bounding_box()
   ink = digit.reshape(28, 28) >= 128
   rows, cols = np.nonzero(ink.any(1))[0], np.nonzero(ink.any(0))[0]
   h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
-  cell = height_frac * box["height"] / h
-  left = box["x"] + rng.uniform(0.02, 0.98 - w * cell / box["width"]) * box["width"] if w * cell < 0.96 * box["width"] else box["x"]
-  top = box["y"] + rng.uniform(0.02, 0.98 - height_frac) * box["height"]
-  set_brush(page, cell * 1.25 * 280 / box["width"])
+  cell_y = height_frac / h                       # one MNIST pixel, as a fraction of the canvas height
+  cell_x = cell_y / aspect
+  left = rng.uniform(0.02, 0.98 - w * cell_x) if w * cell_x < 0.96 else 0.0
+  top = rng.uniform(0.02, 0.98 - height_frac)
+  strokes = []
   for r in range(rows[0], rows[-1] + 1):
-    y = top + (r - rows[0] + 0.5) * cell
+    y = top + (r - rows[0] + 0.5) * cell_y
     c = cols[0]
     while c <= cols[-1]:
       if not ink[r, c]: c += 1; continue
       start = c
       while c <= cols[-1] and ink[r, c]: c += 1
-      x0, x1 = left + (start - cols[0] + 0.5) * cell, left + (c - 1 - cols[0] + 0.5) * cell
-      page.mouse.move(x0, y)
-      page.mouse.down()
-      page.mouse.move(x1, y, steps=max(1, int((x1 - x0) // 12)))
-      page.mouse.up()
+      x0, x1 = left + (start - cols[0] + 0.5) * cell_x, left + (c - 1 - cols[0] + 0.5) * cell_x
+      steps = max(1, int((x1 - x0) * 280 // 12))
+      points = [x0, y]
+      for k in range(1, steps + 1): points += [x0 + (x1 - x0) * k / steps, y]
+      strokes.append(points)
+  return {"brush": round(cell_x * 1.25 * 280), "strokes": strokes}
+
+# In the page, in one call: the brush set through its slider, then every stroke as pointer events on the canvas
+# (pointerdown, pointermove for each further point, pointerup), so that a digit costs one round trip to the browser
+# instead of one per mouse move. The same script drives Chromium, Firefox and WebKit.
+DISPATCH_STROKES = """({brush, strokes, pointerType = "mouse"}) => {
+  const canvas = document.querySelector("[data-testid=canvas]"), slider = document.querySelector("[data-testid=brush]");
+  slider.value = String(brush);
+  slider.dispatchEvent(new Event("input"));
+  const box = canvas.getBoundingClientRect();
+  const fire = (type, x, y) => canvas.dispatchEvent(new PointerEvent(type, {
+    bubbles: true, cancelable: true, composed: true, pointerId: 7, pointerType, isPrimary: true, button: type === "pointermove" ? -1 : 0,
+    buttons: type === "pointerup" ? 0 : 1, clientX: box.left + x * box.width, clientY: box.top + y * box.height }));
+  for (const points of strokes) {
+    fire("pointerdown", points[0], points[1]);
+    for (let i = 2; i < points.length; i += 2) fire("pointermove", points[i], points[i + 1]);
+    fire("pointerup", points[points.length - 2], points[points.length - 1]);
+  }
+}"""
+
+def draw_digit(page, digit, height_frac:float, rng):
+  """Paint a 28x28 uint8 MNIST digit on the canvas with pointer strokes (digit_strokes), dispatched in the page."""
+  box = page.get_by_test_id("canvas").bounding_box()
+  page.evaluate(DISPATCH_STROKES, digit_strokes(digit, height_frac, rng, box["width"] / box["height"]))
+
+# In a page served next to mnist_test_images.bin (the raw test images): load a model's module, normalise the first
+# `count` images with the metadata's mean/std (as the app does) and run them all on one backend
+RUN_IN_PAGE = """async ({name, count, verify, weights, backend}) => {
+  const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
+  const meta = await (await fetch(`${name}/${name}.json`)).json();
+  const model = (await import(`./${name}/${name}.js`)).default;
+  let run;
+  try { run = await model.load(device, weights || `${name}/${name}.safetensors`, { verify }); }
+  catch (e) { return { error: e.message }; }
+  const pixels = new Uint8Array(await (await fetch("mnist_test_images.bin")).arrayBuffer());
+  const logits = [];
+  for (let i = 0; i < count; i++) {
+    const x = new Float32Array(784);
+    for (let j = 0; j < 784; j++) x[j] = (pixels[i * 784 + j] / 255 - meta.mean) / meta.std;
+    logits.push(...(await run(x)));
+  }
+  return { logits, accuracy: meta.test_accuracy };
+}"""
+
+# Where the answer is after drawing, from getBoundingClientRect(): whether the canvas, the best guess, every bar (and,
+# with the inside view open, its compact strip of the first layer) lie wholly inside the viewport, the canvas's share
+# of the viewport's width, and how far the page has scrolled.
+ON_SCREEN = """() => {
+  const inside = (el) => { const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5 && r.bottom <= innerHeight + 0.5; };
+  const $ = (s) => document.querySelector(s);
+  return { viewport: [innerWidth, innerHeight], scroll: [scrollX, scrollY], canvas: inside($("[data-testid=canvas]")),
+           canvasShare: $("[data-testid=canvas]").getBoundingClientRect().width / innerWidth, guess: inside($("[data-testid=prediction]")),
+           confidence: inside($("[data-testid=confidence]")), bars: [...Array(10).keys()].map((d) => inside($(`[data-testid=prob-${d}]`))),
+           strip: !$("#inside-strip").hidden && inside($("#strip-first")), prediction: $("[data-testid=prediction]").textContent };
+}"""

@@ -1,10 +1,11 @@
-import json, os, subprocess, sys
+import contextlib, fcntl, json, os, subprocess, sys
 from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+from engines import ENGINES   # noqa: E402 (found through the path above)
 
 def mnist_dir() -> str:
   folder = os.environ.get("MNIST_DIR") or str(ROOT.parent / "shared" / "mnist")
@@ -12,25 +13,100 @@ def mnist_dir() -> str:
     pytest.fail(f"MNIST not found: set MNIST_DIR to the folder with the four *-ubyte.gz files (tried {folder})")
   return folder
 
-def run_script(script:str, timeout:int=900, **env) -> subprocess.CompletedProcess:
-  """Run a training script as a user would, with env vars as knobs."""
+def _script_env(**env) -> dict:
   full_env = {k: v for k, v in os.environ.items() if k not in ("DEV", "STEPS", "BS", "LR", "SEED", "OUT")}
   full_env.update({"MNIST_DIR": mnist_dir(), "PYTHONUNBUFFERED": "1"}, **{k: str(v) for k, v in env.items()})
-  return subprocess.run([sys.executable, str(ROOT / script)], env=full_env, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+  return full_env
+
+def run_script(script:str, timeout:int=900, **env) -> subprocess.CompletedProcess:
+  """Run a training script as a user would, with env vars as knobs."""
+  return subprocess.run([sys.executable, str(ROOT / script)], env=_script_env(**env), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+@contextlib.contextmanager
+def _locked(path:Path):
+  with open(path, "w") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try: yield
+    finally: fcntl.flock(f, fcntl.LOCK_UN)
+
+def _shared_dir(tmp_path_factory) -> Path:
+  """A folder every test process of this run sees (pytest-xdist's workers each have their own basetemp below it)."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+QUICK_RUNS = {"mnist_mlp": dict(STEPS=80, WIDTH=128), "mnist_convnet": dict(STEPS=40, CHANNELS=16)}
 
 @pytest.fixture(scope="session")
 def quick_exports(tmp_path_factory):
-  """Both scripts, trained briefly and exported into a fresh webapp folder: {name: (folder, metrics)}."""
-  out = tmp_path_factory.mktemp("webapp")
-  runs = {"mnist_mlp": dict(STEPS=80, WIDTH=128), "mnist_convnet": dict(STEPS=40, CHANNELS=16)}
-  result = {}
-  for name, knobs in runs.items():
-    metrics = out / f"{name}.metrics.json"
-    proc = run_script(f"{name}.py", OUT=out, METRICS=metrics, JIT=1, **knobs)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"exported to {out / name}/" in proc.stdout
-    result[name] = (out / name, json.loads(metrics.read_text()))
-  return result
+  """Both scripts, trained briefly and exported into a fresh webapp folder: {name: (folder, metrics)}. Trained once per
+  test run, both scripts side by side; every test process shares the result (read it, copy it to change it)."""
+  shared = _shared_dir(tmp_path_factory)
+  out = shared / "quick_exports"
+  with _locked(shared / "quick_exports.lock"):
+    if not (out / "done").exists():
+      out.mkdir(exist_ok=True)
+      def start(name, knobs):
+        env = _script_env(OUT=out, METRICS=out / f"{name}.metrics.json", JIT=1, **knobs)
+        return subprocess.Popen([sys.executable, str(ROOT / f"{name}.py")], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+      for name, proc in [(name, start(name, knobs)) for name, knobs in QUICK_RUNS.items()]:
+        stdout, stderr = proc.communicate(timeout=900)
+        assert proc.returncode == 0, stderr[-2000:]
+        assert f"exported to {out / name}/" in stdout
+      (out / "done").touch()
+  return {name: (out / name, json.loads((out / f"{name}.metrics.json").read_text())) for name in QUICK_RUNS}
+
+@pytest.fixture(scope="session")
+def shipped_logits(tmp_path_factory, mnist_test_set):
+  """shipped_logits(name): tinygrad's logits of a committed model (webapp/<name>, as its metadata builds it) for all
+  10 000 test images, computed once per test run and shared by every test process."""
+  import numpy as np
+  from tinygrad import Tensor
+  from test_export import build_model
+  shared = _shared_dir(tmp_path_factory)
+  def logits(name:str):
+    meta = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
+    path = shared / f"logits-{name}-{meta['weights_sha256'][:16]}.npy"
+    with _locked(shared / f"logits-{name}.lock"):
+      if not path.exists():
+        model, _ = build_model(ROOT / "webapp" / name)
+        x = (mnist_test_set[0].astype(np.float32) / 255 - meta["mean"]) / meta["std"]
+        np.save(path, np.concatenate([model(Tensor(x[i:i + 1000])).numpy() for i in range(0, len(x), 1000)]))
+    return np.load(path)
+  return logits
+
+# ---------------------------------------------------------------- browsers: one of each per test process
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+  """Headless Chromium with WebGPU (SwiftShader). Tests open pages in fresh contexts (browser.new_page() makes one)."""
+  from browser import chromium
+  with chromium() as b: yield b
+
+@pytest.fixture(scope="session")
+def chromium_no_webgpu():
+  """Headless Chromium with WebGPU disabled: the page must fall back to WebAssembly."""
+  from browser import chromium
+  with chromium(webgpu=False) as b: yield b
+
+@pytest.fixture(scope="session", params=[pytest.param(name, marks=[pytest.mark.engines, pytest.mark.xdist_group(name)]) for name in ENGINES])
+def engine_browser(request):
+  """Firefox or WebKit (tests/engines.py), one of each per test run: every test of an engine runs in one process."""
+  from engines import engine
+  with engine(request.param) as b: yield b
+
+@pytest.fixture(autouse=True)
+def _close_pages(request):
+  """Every page a test opened in the shared browsers is closed after it (with its context: nothing carries over)."""
+  yield
+  for name in ("chromium_browser", "chromium_no_webgpu"):
+    if name in request.fixturenames:
+      for context in request.getfixturevalue(name).contexts: context.close()
+
+@pytest.fixture(scope="session")
+def app_url():
+  """The committed app, served once per test process."""
+  from browser import serve
+  with serve(ROOT / "webapp") as url: yield url
 
 @pytest.fixture(scope="session")
 def mnist_test_set():
@@ -38,3 +114,43 @@ def mnist_test_set():
   os.environ.setdefault("MNIST_DIR", mnist_dir())
   _, _, x, y = load_mnist_numpy()
   return x, y
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "engines: in Firefox and WebKit (the engine_browser fixture)")
+  config.addinivalue_line("markers", "slow: left out of `make test-fast` (pytest -m 'not slow'); every test module keeps a fast test")
+  # Selenium's own WebKitGTK driver still builds its connection the deprecated way
+  config.addinivalue_line("filterwarnings", "ignore:setting remote_server_addr:DeprecationWarning")
+
+# `make test-fast` (pytest -m "not slow") leaves out every test that needs the session's training runs (quick_exports)
+# and these, the long ones; each test module keeps at least one test it runs (checked at collection)
+SLOW = ("test_app.py::test_drawn_mnist_digits_are_read_correctly", "test_app.py::test_a_backend_that_turns_slow_in_use",
+        "test_app.py::test_recovers_from_a_lost_gpu_device", "test_app.py::test_a_second_visit_works_offline",
+        "test_app.py::test_both_backends_are_timed", "test_app.py::test_layout_fits_every_screen[tablet", "test_app.py::test_axe_finds_no_serious_accessibility_violations[dark",
+        "test_browser_parity.py::test_both_backends_match_tinygrad_and_each_other[fresh", "test_browser_parity.py::test_both_backends_match_tinygrad_and_each_other[committed-mnist_convnet",
+        "test_browser_parity.py::test_browser_accuracy_on_all_10000",
+        "test_cli.py::test_bad_input_is_one_line_and_keeps_the_export[mnist_convnet", "test_export.py::test_exporter_refuses_an_adapter",
+        "test_knobs.py::test_lr_changes_training", "test_knobs.py::test_jit_knob", "test_knobs.py::test_optimizer_and_schedule_reach_the_step[",
+        "test_sweep.py::test_quick_sweep", "test_sweep.py::test_committed_models_accuracy_recomputed_with_tinygrad[mnist_convnet",
+        "test_inside.py::test_the_report_is_what_tinygrad_computes_on_the_shipped_weights[mnist_convnet",
+        "test_inside.py::test_every_layer_matches_tinygrads_intermediate_tensors[mnist_convnet", "test_inside.py::test_every_layer_matches_tinygrads_intermediate_tensors[mnist_mlp-webgpu",
+        "test_inside.py::test_the_activations_follow_the_drawing[", "test_inside.py::test_the_open_panels_fit_a_phone_and_pass_axe[dark",
+        "test_finetune.py::test_training_steps_match_tinygrad[mnist_convnet", "test_finetune.py::test_training_steps_match_tinygrad[mnist_mlp-webgpu",
+        "test_finetune.py::test_the_page_learns_a_writers", "test_finetune.py::test_it_predicts_while_it_trains",
+        "test_first_visit.py::test_the_selected_model_predicts_before", "test_first_visit.py::test_a_download_that_breaks_off",
+        "test_engines.py::test_a_sample", "test_engines.py::test_the_inside_view", "test_engines.py::test_fine_tuning_runs", "test_engines.py::test_a_second_visit",
+        "test_engines.py::test_the_models_compute", "test_engines.py::test_training_from_scratch",
+        "test_phone.py::test_draw_and_read_the_answer_on_one_phone_screen[size1", "test_phone.py::test_draw_and_read_the_answer_on_one_phone_screen[size2",
+        "test_phone.py::test_one_phone_screen_in_firefox_and_webkit",
+        "test_trainer.py::test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions[mnist_convnet",
+        "test_trainer.py::test_the_download_loads_back", "test_trainer.py::test_a_data_download_that_breaks_off",
+        "test_trainer.py::test_full_storage", "test_trainer.py::test_closing_the_panel", "test_trainer.py::test_bad_settings_are_refused_with_a_message[fields1")
+FAST_KEPT = {"test_knobs.py::test_optimizer_and_schedule_reach_the_step[adam-LAMB]"}
+
+def pytest_collection_modifyitems(config, items):
+  fast_modules, modules = set(), set()
+  for item in items:
+    short = item.nodeid.split("/")[-1]
+    modules.add(item.module.__name__)
+    if short not in FAST_KEPT and ("quick_exports" in item.fixturenames or short.startswith(SLOW)): item.add_marker(pytest.mark.slow)
+    else: fast_modules.add(item.module.__name__)
+  if missing := modules - fast_modules: raise pytest.UsageError(f"make test-fast would run no test of {', '.join(sorted(missing))}")

@@ -1,25 +1,20 @@
 """The drawing app, end to end in headless Chromium (WebGPU on SwiftShader, or WebGPU disabled so that the page falls back
 to WebAssembly): real mouse strokes in, predictions out."""
 import json, shutil
-from pathlib import Path
 import numpy as np
 import pytest
 from conftest import ROOT
-from browser import serve, chromium, open_app, wait_settled, draw_digit
+from browser import serve, open_app, wait_settled, draw_digit
 
 WEBAPP = ROOT / "webapp"
 SHOTS = ROOT / "runs" / "screenshots"
 N_DRAWN = 100
 
-@pytest.fixture(scope="module")
-def app():
-  with serve(WEBAPP) as url, chromium() as browser:
-    yield url, browser
+@pytest.fixture
+def app(app_url, chromium_browser): return app_url, chromium_browser
 
-@pytest.fixture(scope="module")
-def no_webgpu_browser():
-  with chromium(webgpu=False) as browser:
-    yield browser
+@pytest.fixture
+def no_webgpu_browser(chromium_no_webgpu): return chromium_no_webgpu
 
 def _use_backend(page, backend):
   page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
@@ -141,8 +136,9 @@ def broken_site(tmp_path):
   (site / "mnist_convnet" / "mnist_convnet.safetensors").write_bytes(raw)
   return site
 
-def test_a_corrupt_model_is_reported_and_the_other_still_works(broken_site, mnist_test_set):
-  with serve(broken_site) as url, chromium() as browser:
+def test_a_corrupt_model_is_reported_and_the_other_still_works(broken_site, chromium_browser, mnist_test_set):
+  with serve(broken_site) as url:
+    browser = chromium_browser
     page = open_app(browser, url)
     assert page.get_by_test_id("model-select").input_value() == "mnist_mlp"   # moved off the broken default
     page.get_by_test_id("model-select").select_option("mnist_convnet")
@@ -155,11 +151,12 @@ def test_a_corrupt_model_is_reported_and_the_other_still_works(broken_site, mnis
     wait_settled(page)
     assert page.get_by_test_id("prediction").text_content() == str(y[1])
 
-def test_a_missing_model_is_reported_and_the_other_still_works(tmp_path):
+def test_a_missing_model_is_reported_and_the_other_still_works(tmp_path, chromium_browser):
   site = tmp_path / "site"
   shutil.copytree(WEBAPP, site)
   (site / "mnist_mlp" / "mnist_mlp.js").unlink()
-  with serve(site) as url, chromium() as browser:
+  with serve(site) as url:
+    browser = chromium_browser
     page = open_app(browser, url)
     assert page.get_by_test_id("model-select").input_value() == "mnist_convnet"
     _stroke(page, 0.5, 0.2, 0.5, 0.8)
@@ -220,7 +217,10 @@ def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_fla
   page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
   chosen = page.evaluate("document.body.dataset.backend")
   other = {"wasm": "webgpu", "webgpu": "wasm"}[chosen]
-  timed = page.evaluate("Object.fromEntries([...mnistApp.runtime.models.get('mnist_convnet').backends].map(([k, b]) => [k, b.ms]))")
+  # timed again now, under whatever else this machine is running, so that "within the noise" means the noise of now
+  timed = page.evaluate("""async () => { const m = mnistApp.runtime.models.get('mnist_convnet');
+    for (const k of m.backends.keys()) await m.time(k);
+    return Object.fromEntries([...m.backends].map(([k, b]) => [k, b.ms])); }""")
   samples = [d.reshape(-1).tolist() for d in mnist_test_set[0][:30]]
   def predict_all():
     for d in samples:
@@ -232,7 +232,7 @@ def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_fla
   assert page.evaluate("mnistApp.runtime.events.filter(e => e.event === 'rechecked').length") == 0
   assert page.evaluate("document.body.dataset.backend") == chosen
   # the backend in use becomes much slower than the other: re-timed, and the other one takes over
-  page.evaluate(SLOW_DOWN, [chosen, 3 * timed[other] + 20])
+  page.evaluate(SLOW_DOWN, [chosen, 10 * timed[other] + 50])             # by far more than another test's load could slow the other
   predict_all()
   page.wait_for_function("mnistApp.runtime.events.some(e => e.event === 'rechecked')", timeout=60_000)
   page.wait_for_function("b => document.body.dataset.backend === b", arg=other, timeout=10_000)
@@ -280,13 +280,13 @@ def test_a_second_visit_works_offline(app, mnist_test_set):
     assert page.get_by_test_id("prediction").text_content() == str(y[7]), name
   context.close()
 
-def test_an_updated_model_is_not_stuck_behind_the_offline_cache(tmp_path, quick_exports):
+def test_an_updated_model_is_not_stuck_behind_the_offline_cache(tmp_path, quick_exports, chromium_browser):
   """Visit, re-export the MLP (new weights, so new content hashes), visit again: the page runs the new model, online and
   then offline, and never mixes the new metadata with old cached weights (which would fail the weights' hash check)."""
   site = tmp_path / "site"
   shutil.copytree(WEBAPP, site)
-  with serve(site) as url, chromium() as browser:
-    context = browser.new_context()
+  with serve(site) as url:
+    context = chromium_browser.new_context()
     page = context.new_page()
     page.goto(url)
     page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)

@@ -1,15 +1,16 @@
 """Bad input to the training scripts: exit != 0, one clear line on stderr, and the previous export untouched."""
 import hashlib, shutil
 import pytest
-from conftest import run_script
+from conftest import ROOT, run_script
 
 def _fingerprint(folder):
   return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 @pytest.fixture
-def previous_export(quick_exports, tmp_path):
+def previous_export(tmp_path):
+  """An export a bad run must leave alone: a copy of the shipped MLP."""
   out = tmp_path / "webapp"
-  shutil.copytree(quick_exports["mnist_mlp"][0], out / "mnist_mlp")
+  shutil.copytree(ROOT / "webapp" / "mnist_mlp", out / "mnist_mlp")
   return out, _fingerprint(out / "mnist_mlp")
 
 @pytest.mark.parametrize("env, expect", [

@@ -62,7 +62,6 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   # stored as float16 (half the download), computed in float32: each buffer holds twice the stored bytes
   for b in weight_buffers: assert tensors[b["name"]].dtype == np.float16 and b["bytes"] == 2 * tensors[b["name"]].nbytes
   for backend in (webgpu, wasm):
-    kinds = [b["kind"] for b in backend["buffers"]]
     # the image that forward and taps share, and the training step's batch and learning rate
     assert sorted(b["name"] for b in backend["buffers"] if b["kind"] == "input") == ["images", "input", "labels", "lr"]
     # Adam's state for the trained tensors (the last layer): moments from 0, its running beta products from 1
@@ -89,7 +88,6 @@ def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_expo
   """Outside a browser: render_c + compile_wasm + the generated module give logits that match tinygrad's."""
   import subprocess
   folder, _ = quick_exports["mnist_convnet"]
-  plan = read_plan(folder / "mnist_convnet.js")
   # the generated module itself, on WebAssembly in Node: the embedded runtime widens the float16 weights into the arena
   probe = f"""
     import {{ readFileSync }} from "node:fs";

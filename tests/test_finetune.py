@@ -7,7 +7,6 @@ import pytest
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 from conftest import ROOT
-from browser import serve, chromium, open_app
 from test_export import build_model
 import export_utils, mnist_data
 
@@ -36,10 +35,8 @@ TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps, frozen}) =>
 
 def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
 
-@pytest.fixture(scope="module")
-def app():
-  with serve(WEBAPP) as url, chromium() as browser:
-    yield url, browser
+@pytest.fixture
+def app(app_url, chromium_browser): return app_url, chromium_browser
 
 def _batches(meta, mnist_test_set, batch:int):
   images, labels = mnist_test_set

@@ -5,7 +5,7 @@ import json
 from collections import Counter
 import numpy as np
 from conftest import ROOT
-from browser import serve, chromium, throttle, wait_settled, draw_digit, Server
+from browser import serve, throttle, wait_settled, draw_digit, Server
 import export_utils
 
 WEBAPP = ROOT / "webapp"
@@ -15,41 +15,41 @@ def _events(page): return page.evaluate("mnistApp.runtime.events")
 def _first(events, event, model=None):
   return next((e["t"] for e in events if e["event"] == event and (model is None or e.get("model") == model)), None)
 
-def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progress_is_shown(mnist_test_set):
+def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progress_is_shown(app_url, chromium_browser, mnist_test_set):
   x, y = mnist_test_set
-  with serve(WEBAPP) as url, chromium() as browser:
-    page = browser.new_page()
-    throttle(page, "4G")
-    page.goto(url)
-    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=60_000)
-    draw_digit(page, x[0], 0.7, np.random.default_rng(0))
-    wait_settled(page)
-    assert page.get_by_test_id("prediction").text_content() == str(y[0])
-    events = _events(page)
-    predicted, mlp_weights = _first(events, "prediction", "mnist_convnet"), _first(events, "weights-downloaded", "mnist_mlp")
-    assert predicted is not None and mlp_weights is None, events          # the MLP's 5.8 MB are still on their way
-    assert _first(events, "ready", "mnist_convnet") < _first(events, "start", "mnist_mlp")   # nothing else started before
-    # the MLP, asked for while it downloads: its progress, in the status and as a progress bar, then a prediction
-    page.get_by_test_id("model-select").select_option("mnist_mlp")
-    assert page.evaluate("document.body.dataset.ready") == "false"
-    page.wait_for_function("document.querySelector('[data-testid=download-mnist_mlp] progress')?.value > 0", timeout=30_000)
-    assert page.get_by_test_id("status").text_content().startswith("Downloading the MLP")
-    bar = page.locator("[data-testid=download-mnist_mlp] progress")
-    meta = json.loads((WEBAPP / "mnist_mlp" / "mnist_mlp.json").read_text())
-    assert float(bar.get_attribute("max")) == meta["file_bytes"]["weights"] + meta["file_bytes"]["wasm"]
-    assert bar.get_attribute("aria-label") and page.get_by_test_id("downloads").is_visible()
-    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
-    wait_settled(page)
-    assert page.get_by_test_id("prediction").text_content() == str(y[0])
-    assert bar.evaluate("b => b.value === b.max")                          # reached 100 %
-    page.wait_for_function("document.querySelector('[data-testid=downloads]').hidden")
+  url, browser = app_url, chromium_browser
+  page = browser.new_page()
+  throttle(page, "4G")
+  page.goto(url)
+  page.wait_for_function("document.body.dataset.ready === 'true'", timeout=60_000)
+  draw_digit(page, x[0], 0.7, np.random.default_rng(0))
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[0])
+  events = _events(page)
+  predicted, mlp_weights = _first(events, "prediction", "mnist_convnet"), _first(events, "weights-downloaded", "mnist_mlp")
+  assert predicted is not None and mlp_weights is None, events          # the MLP's 5.8 MB are still on their way
+  assert _first(events, "ready", "mnist_convnet") < _first(events, "start", "mnist_mlp")   # nothing else started before
+  # the MLP, asked for while it downloads: its progress, in the status and as a progress bar, then a prediction
+  page.get_by_test_id("model-select").select_option("mnist_mlp")
+  assert page.evaluate("document.body.dataset.ready") == "false"
+  page.wait_for_function("document.querySelector('[data-testid=download-mnist_mlp] progress')?.value > 0", timeout=30_000)
+  assert page.get_by_test_id("status").text_content().startswith("Downloading the MLP")
+  bar = page.locator("[data-testid=download-mnist_mlp] progress")
+  meta = json.loads((WEBAPP / "mnist_mlp" / "mnist_mlp.json").read_text())
+  assert float(bar.get_attribute("max")) == meta["file_bytes"]["weights"] + meta["file_bytes"]["wasm"]
+  assert bar.get_attribute("aria-label") and page.get_by_test_id("downloads").is_visible()
+  page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[0])
+  assert bar.evaluate("b => b.value === b.max")                          # reached 100 %
+  page.wait_for_function("document.querySelector('[data-testid=downloads]').hidden")
 
-def test_a_download_that_breaks_off_is_reported_with_a_retry_that_works(mnist_test_set):
+def test_a_download_that_breaks_off_is_reported_with_a_retry_that_works(chromium_browser, mnist_test_set):
   x, y = mnist_test_set
   server = Server()
   server.break_after["mnist_mlp.safetensors"] = 1_000_000                  # then the server closes the connection
-  with serve(WEBAPP, server=server) as url, chromium() as browser:
-    page = browser.new_page()
+  with serve(WEBAPP, server=server) as url:
+    page = chromium_browser.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url)
@@ -72,12 +72,12 @@ def test_a_download_that_breaks_off_is_reported_with_a_retry_that_works(mnist_te
     page.wait_for_function("document.querySelector('[data-testid=downloads]').hidden")
     assert not errors
 
-def test_no_file_is_downloaded_twice_on_a_first_visit():
+def test_no_file_is_downloaded_twice_on_a_first_visit(chromium_browser):
   """Both backends share one download of each model file, and the service worker, installed after the models, finds
   them in its cache (served like GitHub Pages: cacheable, no compression)."""
   server = Server()
-  with serve(WEBAPP, cache_control="max-age=600", server=server) as url, chromium() as browser:
-    page = browser.new_page()
+  with serve(WEBAPP, cache_control="max-age=600", server=server) as url:
+    page = chromium_browser.new_page()
     page.goto(url)
     page.wait_for_function("document.body.dataset.settled === 'true' && document.body.dataset.offline === 'ready'", timeout=120_000)
     backends = page.evaluate("[...mnistApp.runtime.models.values()].map((m) => m.backends.size)")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor
 from conftest import ROOT
-from browser import serve, chromium, open_app, wait_settled, draw_digit
+from browser import open_app, wait_settled, draw_digit
 from test_export import build_model
 import export_utils
 
@@ -32,10 +32,8 @@ TAPS_IN_PAGE = """async ({name, backend, images}) => {
 
 def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
 
-@pytest.fixture(scope="module")
-def app():
-  with serve(WEBAPP) as url, chromium() as browser:
-    yield url, browser
+@pytest.fixture
+def app(app_url, chromium_browser): return app_url, chromium_browser
 
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", MODELS)
@@ -58,12 +56,11 @@ def test_every_layer_matches_tinygrads_intermediate_tensors(app, mnist_test_set,
     assert np.abs(_floats(result["plain"]) - want["logits"][i]).max() < 1e-4          # the plain forward agrees
 
 @pytest.mark.parametrize("name", MODELS)
-def test_the_report_is_what_tinygrad_computes_on_the_shipped_weights(mnist_test_set, name):
+def test_the_report_is_what_tinygrad_computes_on_the_shipped_weights(mnist_test_set, shipped_logits, name):
   x, y = mnist_test_set
   report = json.loads((WEBAPP / name / f"{name}.report.json").read_text())
   meta = json.loads((WEBAPP / name / f"{name}.json").read_text())
-  model, _ = build_model(WEBAPP / name)
-  logits = np.concatenate([model(Tensor((x[i:i + 1000].astype(np.float32) / 255 - meta["mean"]) / meta["std"])).numpy() for i in range(0, 10000, 1000)])
+  logits = shipped_logits(name)
   preds = logits.argmax(1)
   assert report["accuracy"] == meta["test_accuracy"] == round(float((preds == y).mean() * 100), 2)
   confusion = np.zeros((10, 10), dtype=int)

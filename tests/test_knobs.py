@@ -5,16 +5,31 @@ import pytest
 from tinygrad.helpers import getenv
 from conftest import run_script
 
+KNOBS = dict(EXPORT=0, STEPS=25, WIDTH=32, LOG_EVERY=5)
+
 def _metrics(tmp_path, tag, **env):
+  """The script as a user runs it: a process of its own, knobs as env vars."""
   path = tmp_path / f"{tag}.json"
-  proc = run_script("mnist_mlp.py", EXPORT=0, METRICS=path, STEPS=25, WIDTH=32, LOG_EVERY=5, **env)
+  proc = run_script("mnist_mlp.py", METRICS=path, **KNOBS, **env)
   assert proc.returncode == 0, proc.stderr[-1500:]
   return json.loads(path.read_text())
 
-def test_lr_changes_training_and_seed_makes_it_repeatable(tmp_path):
-  a, b = _metrics(tmp_path, "a", LR=1e-3, SEED=1), _metrics(tmp_path, "b", LR=1e-3, SEED=1)
-  fast, other_seed = _metrics(tmp_path, "fast", LR=2e-2, SEED=1), _metrics(tmp_path, "c", LR=1e-3, SEED=2)
-  assert a["loss"] == b["loss"] and a["test_accuracy"] == b["test_accuracy"]          # same SEED -> same result
+def _metrics_here(tmp_path, monkeypatch, tag, **env):
+  """The script's main in this process, knobs as env vars: tinygrad compiles the same kernels only once for all runs."""
+  import runpy
+  from conftest import ROOT, mnist_dir
+  path = tmp_path / f"{tag}.json"
+  with monkeypatch.context() as m:
+    for k, v in {"MNIST_DIR": mnist_dir(), "METRICS": path, **KNOBS, **env}.items(): m.setenv(k, str(v))
+    getenv.cache_clear()
+    runpy.run_path(str(ROOT / "mnist_mlp.py"), run_name="__main__")
+  getenv.cache_clear()
+  return json.loads(path.read_text())
+
+def test_lr_changes_training_and_seed_makes_it_repeatable(tmp_path, monkeypatch):
+  a = _metrics(tmp_path, "a", LR=1e-3, SEED=1)
+  b, fast, other_seed = (_metrics_here(tmp_path, monkeypatch, tag, LR=lr, SEED=seed) for tag, lr, seed in (("b", 1e-3, 1), ("fast", 2e-2, 1), ("c", 1e-3, 2)))
+  assert a["loss"] == b["loss"] and a["test_accuracy"] == b["test_accuracy"]          # same SEED -> same result, in any process
   assert fast["config"]["lr"] == 2e-2 and fast["loss"] != a["loss"]                   # LR reaches the optimiser
   assert other_seed["loss"] != a["loss"]
 
@@ -67,12 +82,13 @@ def test_optimizer_and_schedule_reach_the_step(opt, kind):
   assert all(a > b for a, b in zip(f[5:], f[6:])) and f[10] == pytest.approx(1e-4, abs=1e-6)
 
 def test_jit_knob_reaches_tinygrad_and_export_still_works(tmp_path):
-  """JIT=0 runs every step eagerly (tinygrad reads JIT itself): the same numbers, and the exporter still captures."""
+  """JIT=0 runs every step eagerly (tinygrad reads JIT itself): the same numbers, and the exporter still captures (with
+  JIT=1 it exports in every test that trains, quick_exports)."""
   runs = {}
   for jit in (0, 1):
     metrics, out = tmp_path / f"jit{jit}.json", tmp_path / f"web{jit}"
-    proc = run_script("mnist_mlp.py", JIT=jit, STEPS=10, WIDTH=32, LOG_EVERY=5, METRICS=metrics, OUT=out)
+    proc = run_script("mnist_mlp.py", JIT=jit, STEPS=10, WIDTH=32, LOG_EVERY=5, METRICS=metrics, OUT=out, EXPORT=1 - jit)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    assert (out / "mnist_mlp" / "mnist_mlp.js").exists()
+    assert (out / "mnist_mlp" / "mnist_mlp.js").exists() == (jit == 0)
     runs[jit] = json.loads(metrics.read_text())
   assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["test_accuracy"] == runs[1]["test_accuracy"]

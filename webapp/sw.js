@@ -7,9 +7,11 @@
 // URLs, and its old copies are dropped as the new ones are stored.
 const CACHE = "mnist-app-v1";   // OFFLINE_CACHE in js/models.js (a test keeps the two equal)
 const SHELL = ["./", "css/app.css", "js/main.js", "js/drawing.js", "js/preprocess.js", "js/models.js", "js/chart.js", "js/inside.js", "js/report.js",
-               "js/teach.js", "js/storage.js", "js/finetune.js", "samples/mnist_test_samples.bin"];
-// only for fine-tuning (1.2 MB): not precached, so a visitor who never fine-tunes never downloads it; stored when first fetched
-const LATER = ["samples/finetune.bin"];
+               "js/teach.js", "js/storage.js", "js/finetune.js", "js/trainer.js", "js/fit.js", "js/fit_worker.js", "js/dataset.js", "js/plot.js",
+               "js/model_runtime.js", "js/dom.js", "samples/mnist_test_samples.bin"];
+// only for fine-tuning (1.2 MB) and for training (MNIST, 11 MB, and the trainable models): not precached, so a visitor who
+// never uses them never downloads them; stored when first fetched
+const LATER = ["samples/finetune.bin", "samples/mnist/"];
 const MODELS = ["mnist_mlp", "mnist_convnet"];   // as in js/models.js (a test keeps the two lists equal)
 
 // the exporter's names for a model's files (metadata "files") -> the files' suffixes

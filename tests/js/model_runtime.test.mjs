@@ -7,7 +7,7 @@ import { readFileSync, existsSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readSafetensors, halfToFloat32, checkArena, serialised, createModel, sha256Hex, ModelFileError } from "../../webapp/js/model_runtime.js";
+import { readSafetensors, writeSafetensors, halfToFloat32, checkArena, serialised, createModel, sha256Hex, ModelFileError, initialWeights, randomBits } from "../../webapp/js/model_runtime.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -190,4 +190,31 @@ test("the train program: checked inputs, a step that run() then sees, weights re
     for (const name of trains) assert.deepEqual([...again[name]], [...trained[name]]);
     await assert.rejects(run.writeWeights({ nope: new Float32Array(1) }), /no weight or optimizer state named "nope"/);
   } finally { globalThis.fetch = fetchBefore; }
+});
+
+test("a written safetensors file reads back exactly, padded so its data is 8-byte aligned", () => {
+  const a = Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), b = Float32Array.of(Math.PI);
+  const bytes = writeSafetensors([{ name: "layers.0.weight", shape: [2, 3], data: a }, { name: "b", shape: [1], data: b }], { config: "{}" });
+  const headerLength = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+  assert.equal(headerLength % 8, 0);
+  assert.equal(bytes.length, 8 + headerLength + 28);
+  const tensor = readSafetensors(bytes);
+  assert.deepEqual([...new Float32Array(tensor("layers.0.weight", 24).slice().buffer)], [...a]);
+  assert.deepEqual(tensor.shape("layers.0.weight"), [2, 3]);
+  assert.deepEqual([...new Float32Array(tensor("b", 4).slice().buffer)], [...b]);
+  assert.equal(JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLength))).__metadata__.config, "{}");
+  assert.throws(() => writeSafetensors([{ name: "x", shape: [3], data: new Float32Array(2) }]), /does not match its shape/);
+});
+
+test("fresh weights: the same seed repeats, another differs, each tensor in its range with a uniform's mean and spread", () => {
+  const init = { w: { uniform: [-0.1, 0.1] }, g: { constant: 1 }, z: { constant: 0 } }, sizes = { w: 20000, g: 8, z: 8 };
+  const a = initialWeights(init, sizes, 7), again = initialWeights(init, sizes, 7), other = initialWeights(init, sizes, 8);
+  assert.deepEqual([...a.w], [...again.w]);
+  assert.ok(a.w.some((v, i) => v !== other.w[i]));
+  assert.ok(a.g.every((v) => v === 1) && a.z.every((v) => v === 0));
+  assert.ok(a.w.every((v) => v >= -0.1 && v < 0.1));
+  const mean = a.w.reduce((s, v) => s + v, 0) / a.w.length, std = Math.sqrt(a.w.reduce((s, v) => s + (v - mean) ** 2, 0) / a.w.length);
+  assert.ok(Math.abs(mean) < 0.002 && Math.abs(std - 0.2 / Math.sqrt(12)) < 0.001, `${mean} ${std}`);
+  const bits = randomBits(1), seen = new Set(Array.from({ length: 1000 }, bits));
+  assert.equal(seen.size, 1000);
 });

@@ -89,7 +89,9 @@ export class DrawingPad extends EventTarget {
   #down(e) {
     if (e.button !== 0 && e.pointerType === "mouse") return;
     e.preventDefault();
-    this.canvas.setPointerCapture(e.pointerId);
+    // a stroke that leaves the canvas keeps drawing; capture is refused for a pointer the browser does not track (an
+    // event made by a script), and the stroke then simply ends at the edge
+    try { this.canvas.setPointerCapture(e.pointerId); } catch { /* drawn without capture */ }
     this.current = { type: "stroke", tool: this.tool, width: this.brush, points: [this.#point(e)], pointerId: e.pointerId };
     this.actions.push(this.current);
     this.#paintSegment(this.current, 0);

@@ -48,9 +48,11 @@ function describe(shape) { return shape.length === 4 ? `${shape[1]} maps of ${sh
 const mean = (values) => values.reduce((a, b) => a + b, 0) / values.length;
 
 export class InsideView {
-  constructor(activations, weights) {
+  /** `strip`: { first, firstName, logits }, the compact copy of the first layer and the logits beside the answer. */
+  constructor(activations, weights, strip) {
     this.activations = activations;   // one <figure data-layer> per layer, filled with each prediction
     this.weights = weights;
+    this.strip = strip;
     this.shownFor = null;
   }
 
@@ -86,6 +88,10 @@ export class InsideView {
       if (values) for (const v of values) active += v > 0;
       figure.querySelector("[data-summary]").textContent = values
         ? `mean ${m.toFixed(3)}, ${Math.round((100 * active) / values.length)}% positive` : "–";
+      if (tap === model.meta.taps[0]) {
+        drawMaps(this.strip.first, data, count, h, w, signed);
+        this.strip.firstName.textContent = tap.name;
+      } else if (tap === model.meta.taps.at(-1)) drawMaps(this.strip.logits, data, 1, 1, data.length, true);
     }
   }
 

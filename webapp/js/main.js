@@ -13,7 +13,7 @@ const ui = {
   pen: $("pen"), eraser: $("eraser"), brush: $("brush"), undo: $("undo"), clear: $("clear"), noWebGPU: $("no-webgpu"),
   sample: $("sample"), theme: $("theme"), backendSelect: $("backend-select"), backendInfo: $("backend-info"),
   downloads: $("downloads"), insideToggle: $("inside-toggle"), insidePanel: $("inside-panel"), reportToggle: $("report-toggle"),
-  reportPanel: $("report-panel"),
+  reportPanel: $("report-panel"), trainerToggle: $("trainer-toggle"),
 };
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
@@ -54,11 +54,12 @@ function setStatus(text, tone = "info") {
 
 function formatBytes(n) { return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`; }
 const LABELS = { mnist_mlp: "MLP", mnist_convnet: "CNN" };
+const labelOf = (m) => m.custom?.label ?? LABELS[m.name];
 
 function describeModels() {
   for (const option of ui.modelSelect.options) {
     const m = runtime.models.get(option.value);
-    option.textContent = LABELS[option.value] + (m.error ? " (unavailable)" : "");
+    if (m) option.textContent = labelOf(m) + (m.error ? " (unavailable)" : "");
   }
   const m = selected();
   if (m.error) ui.modelInfo.textContent = `Could not load this model: ${m.error}`;
@@ -99,7 +100,7 @@ function updateReadiness() {
   $("reset-model").disabled = !teacher.summary(m);
   if (m.error) setStatus(`Error: ${m.name} failed to load`, "error");
   else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
-  else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${LABELS[m.name]}… ${percent(m.progress)}%`);
+  else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${labelOf(m)}… ${percent(m.progress)}%`);
   else setStatus("Loading models…");
   ui.noWebGPU.hidden = !(runtime.settled && runtime.gpuError);
   describeModels();
@@ -109,15 +110,16 @@ function updateReadiness() {
 
 const percent = (p) => Math.min(100, Math.floor((100 * p.loaded) / p.total));
 
-// One row per model whose files are on their way (or broke off): a progress bar with bytes of total, or the error and
-// a retry button. Rows are made once and updated in place, at most once per frame.
+// One row per model whose files broke off (the error and a retry button), and one for the selected model while its files
+// are on their way (a progress bar with bytes of total): the other models download out of sight, so that nothing moves
+// the canvas and the answer on a phone's screen. Rows are made once and updated in place, at most once per frame.
 let downloadsFrame = 0;
 function showDownloads() {
   downloadsFrame ||= requestAnimationFrame(() => {
     downloadsFrame = 0;
     for (const m of runtime.models.values()) {
       let row = ui.downloads.querySelector(`[data-model="${m.name}"]`);
-      const failed = Boolean(m.loadError && m.retryable), visible = m.progress.active || failed;
+      const failed = Boolean(m.loadError && m.retryable), visible = (m.progress.active && m === selected()) || failed;
       if (!row && !visible) continue;
       if (!row) row = downloadRow(m);
       row.hidden = !visible;
@@ -139,8 +141,8 @@ function downloadRow(m) {
   row.dataset.model = m.name;
   row.dataset.testid = `download-${m.name}`;
   row.className = "flex flex-wrap items-center gap-x-3 gap-y-1";
-  row.innerHTML = `<span class="w-28 font-medium">${LABELS[m.name]} model</span>
-    <progress class="h-2 w-40 accent-indigo-600" aria-label="Downloading the ${LABELS[m.name]} model"></progress>
+  row.innerHTML = `<span class="w-28 font-medium">${labelOf(m)} model</span>
+    <progress class="h-2 w-40 accent-indigo-600" aria-label="Downloading the ${labelOf(m)} model"></progress>
     <span data-text class="tabular-nums"></span>
     <button type="button" class="tool min-h-0 py-1 text-xs" data-testid="retry-${m.name}">Retry</button>`;
   row.querySelector("button").addEventListener("click", () => runtime.retry(m.name).catch((e) => setStatus(`Error: ${e.message ?? e}`, "error")));
@@ -272,8 +274,9 @@ function toggle(button, panel) {
 async function refreshInside() {
   const model = selected();
   if (ui.insidePanel.hidden || !model.meta?.taps?.length || !model.module) return;
-  inside ??= new (await import("./inside.js")).InsideView($("activations"), $("weights"));
-  inside.show(model, await model.module.tensors(model.files.weights));
+  inside ??= new (await import("./inside.js")).InsideView($("activations"), $("weights"),
+                                                         { first: $("strip-first"), firstName: $("strip-first-name"), logits: $("strip-logits") });
+  inside.show(model, await model.tensors());
   schedule();
 }
 
@@ -283,13 +286,54 @@ async function refreshReport() {
   const { ReportView, fetchReport } = await import("./report.js");
   reportView ??= new ReportView({ summary: $("report-summary"), confusion: $("confusion"), table: $("report-table"), gallery: $("report-gallery"),
                                   galleryTitle: $("gallery-title") }, (pixels) => { pad.drawImage(pixels); });
-  if (!reports.has(model.name)) reports.set(model.name, fetchReport(model).catch((e) => { reports.delete(model.name); throw e; }));
+  if (!reports.has(model.name)) reports.set(model.name, (model.custom ? Promise.resolve(model.custom.report) : fetchReport(model))
+    .catch((e) => { reports.delete(model.name); throw e; }));
   try { reportView.show(model, await reports.get(model.name)); }
   catch (e) { $("report-summary").textContent = `Could not load the report: ${e.message}`; }
 }
 
+// ---- training from scratch: its code, the trainable models and MNIST load when the panel first opens
+
+let trainer = null;
+const trainerPanel = $("trainer-panel");
+async function openTrainer() {
+  trainer ??= new (await import("./trainer.js")).Trainer(trainerPanel, { runtime, onUse: useTrained, storage: () => import("./storage.js"),
+                                                                        drawDigit: (pixels) => pad.drawImage(pixels) });
+  return trainer;
+}
+
+const TRAINED = "trained";   // the runtime's name for the model trained here
+/** "Use this model": the trained network joins the models (its option in the model menu), and is selected. */
+async function useTrained({ label, meta, base, module, result, bytes, sha256 }) {
+  const custom = { label: `Trained here (${label})`, base, module, bytes, report: result.report,
+                   meta: { ...meta, test_accuracy: result.report.accuracy, architecture: `${meta.architecture}, trained here`,
+                           weights_sha256: sha256, weights_bytes: bytes.length, trained_here: result.summary } };
+  reports.delete(TRAINED);
+  if (inside) inside.shownFor = null;
+  let option = ui.modelSelect.querySelector(`option[value=${TRAINED}]`);
+  option ??= ui.modelSelect.appendChild(Object.assign(document.createElement("option"), { value: TRAINED }));
+  option.textContent = custom.label;
+  ui.modelSelect.value = TRAINED;
+  visitorChoseModel = true;
+  const adding = runtime.addTrained(TRAINED, custom);
+  updateReadiness();
+  await adding;
+  refreshInside().catch(panelError);
+  refreshReport().catch(panelError);
+}
+
+ui.trainerToggle.addEventListener("click", () => {
+  if (!toggle(ui.trainerToggle, trainerPanel)) { trainer?.close(); return; }
+  trainerPanel.scrollIntoView({ block: "start", behavior: "smooth" });
+  openTrainer().then((t) => t.open()).catch(panelError);
+});
+
 const panelError = (e) => setStatus(`Error: ${e.message ?? e}`, "error");
-ui.insideToggle.addEventListener("click", () => { if (toggle(ui.insideToggle, ui.insidePanel)) refreshInside().catch(panelError); });
+ui.insideToggle.addEventListener("click", () => {
+  const open = toggle(ui.insideToggle, ui.insidePanel);
+  $("inside-strip").hidden = !open;
+  if (open) refreshInside().catch(panelError);
+});
 ui.reportToggle.addEventListener("click", () => { if (toggle(ui.reportToggle, ui.reportPanel)) refreshReport().catch(panelError); });
 
 function setTool(tool) {
@@ -359,6 +403,7 @@ ui.modelSelect.addEventListener("change", () => {
   ui.inference.textContent = "–";
   runtime.select(ui.modelSelect.value);
   updateReadiness();
+  showDownloads();
   schedule();
   refreshInside().catch(panelError);
   refreshReport().catch(panelError);
@@ -384,4 +429,5 @@ setTheme(document.documentElement.classList.contains("dark"), false);
 showEmpty();
 drawPreview(null);
 runtime.start(ui.modelSelect.value).catch((error) => onRuntimeChange({ kind: "fatal", error }));
-window.mnistApp = { runtime, pad, teacher };   // a handle for debugging from the console (and for the tests)
+// a handle for debugging from the console (and for the tests)
+window.mnistApp = { runtime, pad, teacher, get trainer() { return trainer; } };

@@ -79,6 +79,26 @@ export function readSafetensors(bytes, what = "weights file") {
   }
 }
 
+/** A safetensors file of float32 tensors ([{ name, shape, data: Float32Array }]) with string metadata: what the page
+ *  writes for a model it trained, readable by readSafetensors and by Python's safetensors (so tinygrad can LOAD= it). */
+export function writeSafetensors(tensors, metadata = {}) {
+  const header = Object.keys(metadata).length ? { __metadata__: metadata } : {};
+  let offset = 0;
+  for (const { name, shape, data } of tensors) {
+    if (!(data instanceof Float32Array) || data.length !== shape.reduce((a, b) => a * b, 1)) throw new TypeError(`tensor ${name} does not match its shape`);
+    header[name] = { dtype: "F32", shape, data_offsets: [offset, offset + data.byteLength] };
+    offset += data.byteLength;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.length / 8) * 8;   // the data starts 8-byte aligned, padded with spaces as the format allows
+  const bytes = new Uint8Array(8 + padded + offset).fill(0x20, 8 + json.length, 8 + padded);
+  new DataView(bytes.buffer).setBigUint64(0, BigInt(padded), true);
+  bytes.set(json, 8);
+  offset = 8 + padded;
+  for (const { data } of tensors) { bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset); offset += data.byteLength; }
+  return bytes;
+}
+
 /** Byte offsets of the buffers in one WebAssembly arena must not overlap and must stay inside it. */
 export function checkArena(buffers, arenaBytes, align = 16) {
   const spans = buffers.map((b) => [b.offset, b.offset + b.bytes, b.name]).sort((a, b) => a[0] - b[0]);
@@ -108,14 +128,37 @@ export function serialised(infer, inputLength, name) {
   return run;
 }
 
-/** Index of each buffer of a kind by name. */
-function indexOf(plan, kind) { return Object.fromEntries(plan.map((b, i) => [b.name, i]).filter(([, i]) => plan[i].kind === kind)); }
-
 /** A weight or optimizer-state buffer, by name: what writeWeights and resetOptimizer may replace. */
 function writable(plan, name) {
   const i = plan.findIndex((b) => b.name === name && (b.kind === "weight" || b.kind === "state"));
   if (i < 0) throw new TypeError(`no weight or optimizer state named "${name}"`);
   return i;
+}
+
+/** A small, fast, seedable generator of 32-bit values (mulberry32): the page's fresh starts must repeat for a seed. */
+export function randomBits(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+/** Fresh weights, as tinygrad initialises them: `init` gives each tensor's {uniform: [low, high]} or {constant: value}
+ *  (export_utils.init_spec), `sizes` its number of values. Uniform values are 24-bit fractions of [low, high). */
+export function initialWeights(init, sizes, seed) {
+  const next = randomBits(seed), weights = {};
+  for (const [name, spec] of Object.entries(init)) {
+    const values = new Float32Array(sizes[name]);
+    if (spec.uniform) {
+      const [low, high] = spec.uniform;
+      for (let i = 0; i < values.length; i++) values[i] = low + (high - low) * ((next() >>> 8) / 16777216);
+    } else values.fill(spec.constant);
+    weights[name] = values;
+  }
+  return weights;
 }
 
 /** The start value of an optimizer-state buffer (Adam's running products of beta start at 1), as bytes. */
@@ -184,7 +227,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     device.pushErrorScope("validation");
     const buffers = plan.map((b) => {
       const size = Math.max(4, Math.ceil(b.bytes / 4) * 4);
-      const initial = b.kind === "weight" ? tensor(b.name, b.bytes) : b.init ? initialState(b) : null;
+      const initial = b.kind === "weight" ? tensor?.(b.name, b.bytes) : b.init ? initialState(b) : null;
       const buffer = device.createBuffer({ label: `${PLAN.name}/${b.name}`, size, usage: usageOf[b.kind], mappedAtCreation: Boolean(initial) });
       if (initial) {
         new Uint8Array(buffer.getMappedRange()).set(initial);
@@ -196,7 +239,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     const infinity = device.createBuffer({ size: 4, usage: UNIFORM, mappedAtCreation: true });
     new Float32Array(infinity.getMappedRange())[0] = Infinity;
     infinity.unmap();
-    const inputs = indexOf(plan, "input");
+    const inputs = PLAN.webgpu.inputs;   // each program's input buffers, by name
     const pipelines = new Map();   // kernel index -> { pipeline, layout }
 
     function pipelineOf(k, code) {
@@ -236,8 +279,9 @@ export function createModel(PLAN, WGSL, moduleUrl) {
       const readback = device.createBuffer({ label: `${PLAN.name}/${program}/readback`, size, usage: MAP_READ | COPY_DST });
       const error = await device.popErrorScope();
       if (error) throw new Error(`${PLAN.name}: WebGPU rejected the ${program} program: ${error.message}`);
-      return async function execute(values) {
-        for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[inputs[name]], 0, data);
+      // read: false submits without waiting for the results (a training step whose loss nobody looks at)
+      return async function execute(values, read) {
+        for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[inputs[program][name]], 0, data);
         const encoder = device.createCommandEncoder();
         const pass = encoder.beginComputePass();
         for (const step of steps) {
@@ -246,8 +290,9 @@ export function createModel(PLAN, WGSL, moduleUrl) {
           pass.dispatchWorkgroups(...step.workgroups);
         }
         pass.end();
-        for (const o of outputs) encoder.copyBufferToBuffer(buffers[o.index], 0, readback, o.at, Math.ceil(o.bytes / 4) * 4);
+        if (read) for (const o of outputs) encoder.copyBufferToBuffer(buffers[o.index], 0, readback, o.at, Math.ceil(o.bytes / 4) * 4);
         device.queue.submit([encoder.finish()]);
+        if (!read) return null;
         await readback.mapAsync(GPUMapMode.READ);
         const mapped = readback.getMappedRange(), result = {};
         for (const o of outputs) result[o.name] = new Float32Array(mapped.slice(o.at, o.at + o.bytes));
@@ -276,9 +321,9 @@ export function createModel(PLAN, WGSL, moduleUrl) {
       return result;
     }
     return {
-      execute(program, values) {
+      execute(program, values, read = true) {
         if (!built.has(program)) built.set(program, build(program));
-        return built.get(program).then((execute) => execute(values));
+        return built.get(program).then((execute) => execute(values, read));
       },
       read,
       async write(values) {
@@ -306,7 +351,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     let current = await instantiate(wasmBytes, PLAN.wasm.base);
     const present = (instance, i) => instance.file.offsets[i] !== null;
     plan.forEach((b, i) => {
-      if (b.kind === "weight") current.heap().set(tensor(b.name, b.bytes), current.at(i));
+      if (b.kind === "weight" && tensor) current.heap().set(tensor(b.name, b.bytes), current.at(i));
       else if (b.kind === "state" && b.init && present(current, i)) current.heap().set(initialState(b), current.at(i));
     });
     let upgrading = null;
@@ -323,13 +368,13 @@ export function createModel(PLAN, WGSL, moduleUrl) {
       })();
       return upgrading;
     }
-    const inputs = indexOf(plan, "input"), raw = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const inputs = PLAN.wasm.inputs, raw = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const floats = (i) => new Float32Array(current.heap().buffer, current.at(i), plan[i].bytes / 4).slice();
     return {
       async execute(program, values) {
         if (!programs[program]) throw new Error(`${PLAN.name} has no program "${program}"`);
         if (!current.file.programs.includes(program)) await upgrade();
-        for (const [name, data] of Object.entries(values)) current.heap().set(raw(data), current.at(inputs[name]));
+        for (const [name, data] of Object.entries(values)) current.heap().set(raw(data), current.at(inputs[program][name]));
         current.exports[programs[program]]();
         const result = {};
         plan.forEach((b, i) => { if (b.kind === "output" && b.program === program) result[b.name] = floats(i); });
@@ -348,39 +393,65 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     };
   }
 
-  async function load(backend, weights, { verify = true, wasm } = {}) {
+  async function load(backend, weights, { verify = true, wasm, madeHere = false } = {}) {
     if (backend === "wasm" && typeof WebAssembly !== "object") throw new Error(`${PLAN.name}: this browser has no WebAssembly`);
     // the module's file is fetched (or awaited) while the weights are still arriving
     const base = PLAN.wasm.base;
     const wasmBytes = backend === "wasm" ? bytesOf(wasm ?? fileUrl("wasm", base.sha256), base.sha256, verify, "WebAssembly module") : null;
     wasmBytes?.catch(() => {});   // reported below, after the weights' own errors
-    const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify, "weights file"));
+    const tensor = weights === null ? null : weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, "weights file"));
     const memory = backend === "wasm" ? await loadWasm(await wasmBytes, tensor, verify) : await loadWebGPU(backend, tensor, verify);
     const run = serialised(async (input, { taps = false } = {}) => {
       if (!taps) return (await memory.execute("forward", { input })).output;
       const out = await memory.execute("taps", { input });
       return { logits: out.output, taps: Object.fromEntries(PLAN.taps.map((t) => [t.name, out[t.buffer]])) };
     }, INPUT_LENGTH, PLAN.name);
-    const batch = PLAN.train?.batch;
-    run.train = (images, labels, lr) => {
-      if (!batch) return Promise.reject(new Error(`${PLAN.name} was exported without a training step`));
+    // a training step: a batch of PLAN[program].batch normalised images and their labels, and the learning rate
+    const step = (program, images, labels, lr, read = true) => {
+      const batch = PLAN[program]?.batch;
+      if (!batch) return Promise.reject(new Error(`${PLAN.name} was exported without a "${program}" step`));
       if (!(images instanceof Float32Array) || images.length !== batch * INPUT_LENGTH || !(labels instanceof Int32Array) ||
           labels.length !== batch || !(lr >= 0)) {
-        return Promise.reject(new TypeError(`${PLAN.name}: train() takes Float32Array(${batch * INPUT_LENGTH}) images, Int32Array(${batch}) labels and a learning rate`));
+        return Promise.reject(new TypeError(`${PLAN.name}: ${program}() takes Float32Array(${batch * INPUT_LENGTH}) images, Int32Array(${batch}) labels and a learning rate`));
       }
       const values = { images: images.slice(), labels: labels.slice(), lr: Float32Array.of(lr) };
-      return run.queue(async () => (await memory.execute("train", values)).loss[0]);
+      return run.queue(() => memory.execute(program, values, read));
+    };
+    run.train = (images, labels, lr) => step("train", images, labels, lr).then((out) => out.loss[0]);
+    // read: false (WebGPU) leaves this step's loss on the GPU: the next step that reads waits for both
+    run.fit = (images, labels, lr, { read = true } = {}) => step("fit", images, labels, lr, read)
+      .then((out) => (out ? { loss: out.loss[0], correct: out.correct[0] } : null));
+    run.evaluateSpec = PLAN.evaluate ?? null;
+    run.evaluate = (images) => {
+      const batch = PLAN.evaluate?.batch;
+      if (!batch) return Promise.reject(new Error(`${PLAN.name} was exported without an "evaluate" program`));
+      if (!(images instanceof Float32Array) || images.length !== batch * INPUT_LENGTH) {
+        return Promise.reject(new TypeError(`${PLAN.name}: evaluate() takes Float32Array(${batch * INPUT_LENGTH}) images`));
+      }
+      const values = { images: images.slice() };
+      return run.queue(() => memory.execute("evaluate", values)).then((out) => out.logits);
     };
     run.readWeights = (names = PLAN.train?.trains ?? []) => run.queue(() => memory.read(names));
     run.writeWeights = (weights) => run.queue(() => memory.write(weights));
     run.resetOptimizer = () => run.queue(() => memory.write(Object.fromEntries(
       PLAN.webgpu.buffers.filter((b) => b.kind === "state").map((b) => [b.name, b.init ? initialState(b) : new Uint8Array(b.bytes)]))));
+    // a fresh start for "fit": every weight drawn as tinygrad draws it (PLAN.fit.init), from `seed`, and the optimizer's
+    // state back to its start; returns the weights
+    run.init = async (seed) => {
+      if (!PLAN.fit) throw new Error(`${PLAN.name} was exported without a "fit" step`);
+      const weights = initialWeights(PLAN.fit.init, weightSizes, seed);
+      await run.writeWeights(weights);
+      await run.resetOptimizer();
+      return weights;
+    };
     return run;
   }
 
+  const weightSizes = Object.fromEntries(PLAN.webgpu.buffers.filter((b) => b.kind === "weight").map((b) => [b.name, b.bytes / 4]));
+
   /** The weights file's tensors as float32, with their shapes: for showing what the model learned. */
-  async function tensors(weights, { verify = true } = {}) {
-    const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify, "weights file"));
+  async function tensors(weights, { verify = true, madeHere = false } = {}) {
+    const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, "weights file"));
     return (name) => {
       const shape = tensor.shape(name);
       if (!shape) throw fail(`the weights file has no tensor "${name}"`);
@@ -389,5 +460,6 @@ export function createModel(PLAN, WGSL, moduleUrl) {
   }
 
   return { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, taps: PLAN.taps, train: PLAN.train ?? null,
+           fit: PLAN.fit ?? null, weights: PLAN.webgpu.buffers.filter((b) => b.kind === "weight").map(({ name, shape }) => ({ name, shape })),
            backends: ["webgpu", "wasm"], load, tensors };
 }

@@ -70,21 +70,27 @@ export async function download(url, expectedBytes, onBytes) {
 
 // Verified files go into the offline cache at once, so that the service worker, when it installs, finds them there
 // instead of downloading them a second time.
-async function stash(url, bytes, type) {
+export async function stash(url, bytes, type) {
   try {
     const cache = await caches.open(OFFLINE_CACHE);
     await cache.put(url, new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
   } catch { /* no Cache Storage (an insecure context, private mode): the service worker fetches what it needs */ }
 }
 
-/** One exported model: its metadata (the input contract), its generated module, its files and a run() per backend. */
+/** One exported model: its metadata (the input contract), its generated module, its files and a run() per backend.
+ *  `custom`, for a model trained in this page: { label, base (its trainer export's folder), meta, module, bytes (its
+ *  weights as safetensors, made here), report }: no metadata or weights to download, only the trainer's WebAssembly. */
 export class Model {
-  constructor(name, prepare = async () => {}) {
+  constructor(name, prepare = async () => {}, custom = null) {
     this.name = name;
     this.prepare = prepare;             // (model, run) => a backend's last step before it predicts (fine-tuned weights)
-    this.base = new URL(`../${name}/`, import.meta.url);
+    this.custom = custom;
+    this.base = custom?.base ?? new URL(`../${name}/`, import.meta.url);
     this.reset();
   }
+
+  /** The name its files carry: its own, or its trainer export's. */
+  get fileName() { return this.custom?.meta.name ?? this.name; }
 
   reset() {
     this.meta = null;
@@ -120,6 +126,7 @@ export class Model {
   versioned(file, hash) { return new URL(hash ? `${file}?v=${hash}` : file, this.base); }
 
   async fetchMeta() {
+    if (this.custom) { this.meta = this.custom.meta; return; }
     const response = await fetch(new URL(`${this.name}.json`, this.base), { cache: "no-cache" });
     if (!response.ok) throw new Error(`${this.name}.json: HTTP ${response.status}`);
     const meta = await response.json();
@@ -136,20 +143,23 @@ export class Model {
       onProgress(this);
     });
     this.files = {
-      weights: fetchFile(`${this.name}.safetensors`, files.weights, sizes.weights),
-      wasm: fetchFile(`${this.name}.wasm`, files.wasm, sizes.wasm),
+      weights: this.custom ? Promise.resolve(this.custom.bytes) : fetchFile(`${this.name}.safetensors`, files.weights, sizes.weights),
+      wasm: fetchFile(`${this.fileName}.wasm`, files.wasm, sizes.wasm),
     };
     for (const p of Object.values(this.files)) p.catch(() => {});   // reported by the backend that needs the file
     Promise.allSettled(Object.values(this.files)).then(() => { this.progress.active = false; onProgress(this); });
   }
 
   async importModule() {
-    this.module = (await import(this.versioned(`${this.name}.js`, this.meta.files?.module))).default;
+    this.module = this.custom?.module ?? (await import(this.versioned(`${this.name}.js`, this.meta.files?.module))).default;
   }
+
+  /** Its weights' tensors, for the inside view and for resetting fine-tuned weights. */
+  tensors() { return this.module.tensors(this.files.weights, { madeHere: Boolean(this.custom) }); }
 
   async loadBackend(kind, target) {
     try {
-      const run = await this.module.load(target, this.files.weights, { wasm: this.files.wasm });
+      const run = await this.module.load(target, this.files.weights, { wasm: this.files.wasm, madeHere: Boolean(this.custom) });
       await this.prepare(this, run);
       for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
@@ -166,8 +176,8 @@ export class Model {
 
   async stashFiles() {
     const { files = {} } = this.meta;
-    await stash(this.versioned(`${this.name}.safetensors`, files.weights), await this.files.weights, "application/octet-stream");
-    await stash(this.versioned(`${this.name}.wasm`, files.wasm), await this.files.wasm, "application/wasm");
+    if (!this.custom) await stash(this.versioned(`${this.name}.safetensors`, files.weights), await this.files.weights, "application/octet-stream");
+    await stash(this.versioned(`${this.fileName}.wasm`, files.wasm), await this.files.wasm, "application/wasm");
   }
 
   async time(kind) {
@@ -257,6 +267,21 @@ export class ModelRuntime {
 
   /** A model the visitor asks for jumps the queue (it may not have started downloading yet). */
   select(name) { return this.bringUp(this.models.get(name), { urgent: true }); }
+
+  /** A model trained in this page (Model's `custom`) under `name`, replacing an earlier one: brought up on WebAssembly,
+   *  then on WebGPU where there is a device, both timed and the faster chosen, as the shipped models are. */
+  async addTrained(name, custom) {
+    const prepare = this.models.values().next().value.prepare, model = new Model(name, prepare, custom);
+    this.models.set(name, model);
+    await this.bringUp(model, { urgent: true });
+    if (this.device && model.files && !model.loadError) {
+      await model.loadBackend("webgpu", this.device);
+      for (const kind of model.backends.keys()) await model.time(kind);
+      model.choose(this.preference);
+    }
+    this.onChange({ kind: "ready" });
+    return model;
+  }
 
   /** Metadata, module and files, then the first backend that runs: WebAssembly, or WebGPU where that fails. */
   bringUp(model, { urgent = false } = {}) {

@@ -13,6 +13,27 @@ export async function fetchReport(model) {
   return report;
 }
 
+/** A report (as the exporter writes it, see export_utils.test_report) of predictions made in the page: `predictions`
+ *  and `confidences` (the softmax of each prediction) for digits with `labels`, whose 28x28 images image(i) gives. */
+export function reportFrom(predictions, confidences, labels, image) {
+  const confusion = Array.from({ length: 10 }, () => new Array(10).fill(0)), misread = { index: [], label: [], pred: [], confidence: [] };
+  labels.forEach((label, i) => {
+    confusion[label][predictions[i]]++;
+    if (predictions[i] !== label) {
+      misread.index.push(i); misread.label.push(label); misread.pred.push(predictions[i]); misread.confidence.push(confidences[i]);
+    }
+  });
+  const round = (x) => Math.round(x * 1e4) / 1e4;
+  const per_class = confusion.map((row, c) => {
+    const tp = row[c], predicted = confusion.reduce((s, r) => s + r[c], 0), actual = row.reduce((a, b) => a + b, 0);
+    const precision = tp / Math.max(predicted, 1), recall = tp / Math.max(actual, 1);
+    return { precision: round(precision), recall: round(recall), f1: round((2 * precision * recall) / Math.max(precision + recall, 1e-12)), support: actual };
+  });
+  const right = labels.length - misread.index.length;
+  misread.image = (k) => image(misread.index[k]);
+  return { accuracy: Math.round((10000 * right) / labels.length) / 100, confusion, per_class, misread };
+}
+
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
 
 export class ReportView {

@@ -1,16 +1,18 @@
-// What the page keeps for the visitor in IndexedDB: their training examples and each model's fine-tuned weights.
-// Loaded only once the visitor teaches the model, or when a previous visit left something here (teach.js keeps a flag
-// in localStorage, so that a first visit never opens the database).
+// What the page keeps for the visitor in IndexedDB: their training examples, each model's fine-tuned weights, and the
+// models they trained from scratch. Loaded only once the visitor teaches or trains a model, or when a previous visit
+// left something here (teach.js and main.js keep flags in localStorage, so that a first visit never opens the database).
 
-const DB = "mnist-app", VERSION = 1;
+const DB = "mnist-app", VERSION = 2;   // 2: the "trained" store
 let opened = null;
 
 function database() {
   opened ??= new Promise((resolve, reject) => {
     const request = indexedDB.open(DB, VERSION);
     request.onupgradeneeded = () => {
-      request.result.createObjectStore("examples", { autoIncrement: true });
-      request.result.createObjectStore("weights");
+      const db = request.result, has = (name) => db.objectStoreNames.contains(name);
+      if (!has("examples")) db.createObjectStore("examples", { autoIncrement: true });
+      if (!has("weights")) db.createObjectStore("weights");
+      if (!has("trained")) db.createObjectStore("trained");
     };
     request.onsuccess = () => resolve(request.result);
     request.onerror = () => reject(request.error ?? new Error("IndexedDB is not available"));
@@ -64,3 +66,27 @@ export async function loadExamples() {
   return all.filter((e) => Number.isInteger(e?.label) && e.label >= 0 && e.label <= 9 && e.image instanceof Uint8Array && e.image.length === 784);
 }
 export const addExample = (example) => storage.put("examples", undefined, example);
+
+const TRAINED_FLAG = "trained";   // localStorage: a model trained here is kept (main.js offers it on the next visit)
+export const hasTrained = () => { try { return localStorage.getItem(TRAINED_FLAG) === "1"; } catch { return false; } };
+
+/** Keep a model trained in the page: { name (the trainer model), label, weights: { name: Float32Array }, report, summary }. */
+export async function keepTrained({ name, label, weights, report, summary }) {
+  const { image, ...misread } = report.misread;   // the images are the test set's: found again by index
+  await storage.put("trained", "last", { name, label, summary, report: { ...report, misread },
+                                         weights: Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, v.slice().buffer])) });
+  try { localStorage.setItem(TRAINED_FLAG, "1"); } catch { /* the model is kept; the next visit just will not offer it first */ }
+}
+
+/** The model last trained here, if its trainer model is among `names` and it is intact (else null). */
+export async function keptTrained(names) {
+  const entry = await storage.get("trained", "last");
+  if (!entry || !names.includes(entry.name)) return null;
+  const weights = {};
+  for (const [k, v] of Object.entries(entry.weights ?? {})) {
+    if (!(v instanceof ArrayBuffer)) throw new Error(`the kept model is damaged (${k})`);
+    weights[k] = new Float32Array(v);
+    if (!weights[k].every(Number.isFinite)) throw new Error(`the kept model is damaged (${k} is not finite)`);
+  }
+  return { ...entry, weights };
+}

@@ -63,7 +63,7 @@ export class Teacher {
     if (!remembered() || !model.module?.train) return Promise.resolve(null);
     if (!this.lookups.has(model.name)) {
       this.lookups.set(model.name, (async () => {
-        const s = await this.storage(), shipped = await model.module.tensors(model.files.weights);
+        const s = await this.storage(), shipped = await model.tensors();
         try { return await s.tunedWeights(model.meta, model.module.train.trains, shipped); }
         catch (e) {
           await s.storage.delete("weights", model.name).catch(() => {});
@@ -159,7 +159,7 @@ export class Teacher {
   async reset() {
     const model = this.selected();
     if (this.running || !this.tuned.has(model.name)) return;
-    const shipped = await model.module.tensors(model.files.weights);
+    const shipped = await model.tensors();
     const weights = Object.fromEntries(model.module.train.trains.map((name) => [name, shipped(name).data]));
     for (const b of model.backends.values()) await b.run.writeWeights(weights);
     this.tuned.delete(model.name);

@@ -1,0 +1,109 @@
+// Training from scratch, loaded with the trainer: batches drawn from the MNIST digits that have arrived so far, the
+// scripts' learning-rate schedule, the exporter's "fit" step (tinygrad's forward in training mode, cross-entropy,
+// backward and optimizer, as WGSL or WebAssembly), and what the panel shows live: loss and accuracy per batch, the
+// accuracy on held-out test digits every few hundred steps, and the digits it currently gets wrong. No DOM: the same
+// loop runs in a Worker (WebAssembly, fit_worker.js) and on the page's thread between predictions (WebGPU).
+
+import { randomBits } from "./model_runtime.js";
+
+export const SIZE = 784;
+
+/** The scripts' schedule (training.py lr_factor): the multiplier of the peak learning rate at `step` of `total`. */
+export function lrFactor(step, total, { kind, warmup }) {
+  total = Math.max(total, 1);
+  const warm = Math.max(Math.floor(warmup * total), 1);
+  if (kind === "constant") return 1;
+  const ramp = Math.min((step + 1) / warm, 1), progress = Math.min(Math.max((step - warm) / Math.max(total - warm, 1), 0), 1);
+  const cosine = 0.5 * (1 + Math.cos(progress * Math.PI));
+  if (kind === "cosine") return ramp * cosine;
+  return step < warm ? 0.04 + 0.96 * ramp : cosine + 1e-4;   // one-cycle: warm up from 4 % of the peak, then anneal
+}
+
+/** A set of digits that grows as its files arrive: labels (u8) and 28x28 images (u8). */
+export class Digits {
+  constructor() { this.labels = []; this.images = []; this.count = 0; }
+  add(labels, images) { this.labels.push(labels); this.images.push(images); this.count += labels.length; }
+  #at(i) {
+    for (let k = 0; k < this.labels.length; k++) {
+      if (i < this.labels[k].length) return [k, i];
+      i -= this.labels[k].length;
+    }
+    throw new RangeError(`no digit ${i}`);
+  }
+  label(i) { const [k, j] = this.#at(i); return this.labels[k][j]; }
+  image(i) { const [k, j] = this.#at(i); return this.images[k].subarray(j * SIZE, (j + 1) * SIZE); }
+}
+
+// One macrotask between steps: a worker hears "pause" and "stop", the page draws and predicts. (A message on a channel,
+// not setTimeout, which browsers hold back by 4 ms once timeouts nest.)
+const channel = new MessageChannel();
+const waiting = [];
+channel.port1.onmessage = () => waiting.shift()?.();
+channel.port1.unref?.();   // (Node: the channel alone does not keep a process alive)
+export const nextTask = () => new Promise((resolve) => { waiting.push(resolve); channel.port2.postMessage(0); });
+
+/** Normalise u8 pixels into `out` at `offset` with the model's mean and std. */
+function normalise(pixels, { mean, std }, out, offset) {
+  for (let j = 0; j < SIZE; j++) out[offset + j] = (pixels[j] / 255 - mean) / std;
+}
+
+/** What `run` (its "evaluate" program: `batch` digits at once) reads for digits first..first+count of `digits`:
+ *  { predictions: Uint8Array, confidences: Float32Array (the softmax of the prediction) }. */
+export async function predict(run, contract, digits, first, count) {
+  const { batch } = run.evaluateSpec, images = new Float32Array(batch * SIZE);
+  const predictions = new Uint8Array(count), confidences = new Float32Array(count);
+  for (let at = 0; at < count; at += batch) {
+    const n = Math.min(batch, count - at);
+    images.fill(0);
+    for (let k = 0; k < n; k++) normalise(digits.image(first + at + k), contract, images, k * SIZE);
+    const logits = await run.evaluate(images);
+    for (let k = 0; k < n; k++) {
+      const row = logits.subarray(k * 10, k * 10 + 10);
+      let best = 0, sum = 0;
+      for (let d = 1; d < 10; d++) if (row[d] > row[best]) best = d;
+      for (let d = 0; d < 10; d++) sum += Math.exp(row[d] - row[best]);
+      predictions[at + k] = best;
+      confidences[at + k] = 1 / sum;
+    }
+  }
+  return { predictions, confidences };
+}
+
+/**
+ * Train `run` (a model with a "fit" program) from a fresh start. `data`: { train: Digits, test: Digits } (either may
+ * still be growing); `settings`: { samples, epochs, lr, seed, schedule: { kind, warmup }, heldOut, evalEvery,
+ * readEvery }; `control`: { report(event), waitIfPaused() -> promise, stopped() -> bool }. Events: "step" (every
+ * readEvery steps: loss and accuracy of that batch, the learning rate), "held-out" (every evalEvery steps: accuracy on
+ * the first `heldOut` test digits and up to 24 it gets wrong). Returns { steps, stopped }.
+ */
+export async function fit(run, contract, spec, data, settings, control) {
+  const { batch } = spec, total = Math.ceil((settings.epochs * settings.samples) / batch);
+  await run.init(settings.seed);
+  const images = new Float32Array(batch * SIZE), labels = new Int32Array(batch), pick = randomBits(settings.seed ^ 0x5bd1e995);
+  let step = 0;
+  for (; step < total; step++) {
+    await nextTask();
+    await control.waitIfPaused();
+    if (control.stopped()) break;
+    const available = Math.min(settings.samples, data.train.count);
+    for (let k = 0; k < batch; k++) {
+      const i = pick() % available;
+      normalise(data.train.image(i), contract, images, k * SIZE);
+      labels[k] = data.train.label(i);
+    }
+    const lr = settings.lr * lrFactor(step, total, settings.schedule), read = step % settings.readEvery === 0 || step === total - 1;
+    const out = await run.fit(images, labels, lr, { read });
+    if (read) {
+      if (!Number.isFinite(out.loss)) throw new Error(`training diverged at step ${step + 1} (loss ${out.loss}): lower the learning rate`);
+      control.report({ kind: "step", step: step + 1, total, loss: out.loss, accuracy: out.correct / batch, lr, available });
+    }
+    if ((step + 1) % settings.evalEvery === 0 && data.test.count >= settings.heldOut) await heldOut(step + 1);
+  }
+  async function heldOut(at) {
+    const { predictions } = await predict(run, contract, data.test, 0, settings.heldOut), wrong = [];
+    let right = 0;
+    predictions.forEach((p, i) => { if (p === data.test.label(i)) right++; else if (wrong.length < 24) wrong.push({ index: i, label: data.test.label(i), pred: p }); });
+    control.report({ kind: "held-out", step: at, total, accuracy: (100 * right) / settings.heldOut, wrong });
+  }
+  return { steps: step, stopped: step < total };
+}
