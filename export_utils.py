@@ -11,7 +11,7 @@ weight (matched by identity against the state dict, so bound by name) or scratch
 safetensors file. The generated module builds everything once in `load`; `run` only writes the input, computes and
 reads back.
 """
-import ctypes, hashlib, json, os, shutil, tempfile, time
+import contextlib, ctypes, hashlib, json, os, shutil, tempfile, time
 from typing import NamedTuple
 from pathlib import Path
 import numpy as np
@@ -51,14 +51,16 @@ class Captured(NamedTuple):
   dispatches: list[dict]   # in order: {kernel, buffers (indices), workgroups}
   buffers: list[dict]      # {name, kind: input | output | weight | state | scratch, bytes, dtype (, shape, init)}
 
-def capture(step, inputs:dict[str, np.ndarray], state:dict, wasm_beam:int=0, extra_state:dict|None=None) -> dict[str, Captured]:
+def capture(step, inputs:dict[str, np.ndarray], state:dict, wasm_beam:int=0, extra_state:dict|None=None,
+            schedules:tuple[dict, dict]|None=None) -> dict[str, Captured]:
   """What `step(*inputs) -> {name: Tensor}` computes, captured with TinyJit for each backend in BACKEND_DEVICES.
 
   `inputs` are example values, in the order `step` takes them: captured buffers of kind "input" carry their names, and
   each backend's outputs for these values must match what `step` gives on the state's own device. `state` names the
   tensors `step` reads beyond its inputs (the weights): each becomes a buffer of kind "weight" with that name. Every
   other buffer is an output (named as in the dict `step` returns) or scratch memory. `wasm_beam` > 0 picks the wasm
-  kernels by tinygrad's BEAM search of that width, timed on this machine's CPU.
+  kernels by tinygrad's BEAM search of that width, each candidate timed as WebAssembly (wasm_search, with `schedules`:
+  (recorded, chosen)).
 
   `extra_state` names tensors that a step keeps between calls beyond the weights (an optimizer's moments): buffers of
   kind "state", each filled with one value at the start ("init"). A step may change the weights and that state: every
@@ -74,7 +76,8 @@ def capture(step, inputs:dict[str, np.ndarray], state:dict, wasm_beam:int=0, ext
   captured = {}
   try:
     for backend, device in BACKEND_DEVICES.items():
-      captured[backend], got = _capture_on(device, step, inputs, state, extra_state, start, beam=wasm_beam if backend == "wasm" else None)
+      captured[backend], got = _capture_on(device, step, inputs, state, extra_state, start, beam=wasm_beam if backend == "wasm" else None,
+                                           schedules=schedules)
       for k, want in expected.items():
         if not np.allclose(got[k], want, atol=1e-3):
           raise ExportError(f"the {device} capture's {k} differs from the model's ({np.abs(got[k] - want).max():.2g})")
@@ -84,7 +87,8 @@ def capture(step, inputs:dict[str, np.ndarray], state:dict, wasm_beam:int=0, ext
     for k, v in everything.items(): v.uop = originals[k]
   return captured
 
-def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, extra_state:dict, start:dict, beam:int|None) -> tuple[Captured, dict]:
+def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, extra_state:dict, start:dict, beam:int|None,
+                schedules:tuple[dict, dict]|None=None) -> tuple[Captured, dict]:
   """One device's capture, and its outputs for the example inputs from the `start` values of the weights and state.
   Leaves the tensors on `device` (capture restores them)."""
   from tinygrad.helpers import BEAM
@@ -104,7 +108,8 @@ def _capture_on(device:str, step, inputs:dict[str, np.ndarray], state:dict, extr
   # capture even when the user trains with JIT=0; JIT=2 keeps kernels as single calls, never batched into a graph;
   # no memory planner, so every buffer is whole (the planner packs scratch into views of a shared one).
   # One CPU thread: the WebAssembly module runs each kernel once, in order (a page has no shared-memory threads on Pages)
-  with Context(JIT=2, NUM_CPU_THREADS=1, NO_MEMORY_PLANNER=1, BEAM=BEAM.value if beam is None else beam):
+  searching = wasm_search(*(schedules or ({}, {}))) if device == "CPU" and beam else contextlib.nullcontext()
+  with Context(JIT=2, NUM_CPU_THREADS=1, NO_MEMORY_PLANNER=1, BEAM=BEAM.value if beam is None else beam), searching:
     for _ in range(3): outs = jitted(*(random_like(a) for a in inputs.values()))   # captured on the second call
     # the calls above may have changed the weights and state (a training step): back to where the model's own step began
     for k, v in {**state, **extra_state}.items(): v.uop.base.realized.copy_from(Tensor(start[k], device=device, dtype=v.dtype).realize().uop.base.realized)
@@ -385,6 +390,125 @@ def compile_wasm(c_source:str) -> bytes:
       raise ExportError(f"compiling the WebAssembly module failed ({why.strip()}); {WASM_HELP}")
     return out.read_bytes()
 
+# ---------------------------------------------------------------- WebAssembly kernels chosen by timing them as WebAssembly
+
+# Each candidate kernel, compiled with the module's own flags into a module of its own, run by V8 (the engine of Chromium)
+# in a Node process: TurboFan code only (--no-liftoff), on buffers filled with varied values, the best of five timings.
+WASM_TIMER_JS = r"""
+import { createInterface } from "node:readline";
+for await (const line of createInterface({ input: process.stdin })) {
+  let reply;
+  try {
+    const { instance } = await WebAssembly.instantiate(Buffer.from(JSON.parse(line).wasm, "base64"));
+    const { fill, bench } = instance.exports;
+    fill();
+    for (let i = 0; i < 3; i++) bench(1);
+    let n = 1, t = 0;
+    for (;;) { const t0 = performance.now(); bench(n); t = performance.now() - t0; if (t > 2 || n >= 1 << 16) break; n *= 2; }
+    let best = t / n;
+    for (let r = 0; r < 4; r++) { const t0 = performance.now(); bench(n); best = Math.min(best, (performance.now() - t0) / n); }
+    reply = { us: best * 1000 };
+  } catch (e) { reply = { error: String(e?.message ?? e) }; }
+  process.stdout.write(JSON.stringify(reply) + "\n");
+}
+"""
+
+class WasmTimer:
+  """Times C kernels as WebAssembly (WASM_TIMER_JS in a Node process of its own)."""
+  def __init__(self):
+    import subprocess
+    try: self.proc = subprocess.Popen(["node", "--no-liftoff", "--input-type=module", "-e", WASM_TIMER_JS], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, text=True)
+    except FileNotFoundError: raise ExportError("timing the WebAssembly kernels needs Node.js (node) on PATH") from None
+
+  def microseconds(self, source:str, function:str, buffers:list[tuple[int, str]]) -> float:
+    """One kernel's time in µs: `source` its C, `buffers` (bytes, dtype name) of its arguments in order."""
+    import base64
+    wasm = compile_wasm(_timing_harness(source, function, buffers))
+    self.proc.stdin.write(json.dumps({"wasm": base64.b64encode(wasm).decode()}) + "\n")
+    self.proc.stdin.flush()
+    reply = json.loads(self.proc.stdout.readline() or '{"error": "the Node timer exited"}')
+    if "error" in reply: raise RuntimeError(f"{function} did not run as WebAssembly: {reply['error']}")
+    return reply["us"]
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait(30)
+
+def _timing_harness(source:str, function:str, buffers:list[tuple[int, str]]) -> str:
+  """A module that runs one kernel: its buffers in a static arena, fill() giving them varied values (small integers for
+  integer buffers, which may index), bench(n) calling the kernel n times."""
+  offsets, end = [], 0
+  for nbytes, _ in buffers:
+    offsets.append(end)
+    end += -(-nbytes // WASM_ALIGN) * WASM_ALIGN
+  fills = []
+  for (nbytes, dtype), at in zip(buffers, offsets):
+    kind, size = ("float", 4) if dtype == "float" else ("int", 4) if dtype in ("int", "uint") else ("unsigned char", 1)
+    value = "(float)((s >> 9) & 0xffff) / 32768.0f - 1.0f" if kind == "float" else "(s >> 9) % 10"
+    fills.append(f"  for (int i = 0; i < {nbytes // size}; i++) {{ s = s * 1103515245u + 12345u; (({kind}*)(arena + {at}))[i] = {value}; }}")
+  if "void " + function + "(" not in source: raise ExportError(f"cannot find kernel {function} in its C source")
+  return "\n".join([source.replace("void " + function + "(", "static void kernel_under_test(", 1),
+                    f"static unsigned char arena[{max(end, WASM_ALIGN)}] __attribute__((aligned({WASM_ALIGN})));",
+                    '__attribute__((export_name("fill"))) void fill(void) {', "  unsigned s = 1;", *fills, "}",
+                    '__attribute__((export_name("bench"))) void bench(int n) {',
+                    f"  for (int k = 0; k < n; k++) kernel_under_test({', '.join(f'(void*)(arena + {o})' for o in offsets)});", "}", ""])
+
+# kernels quicker than this with tinygrad's own choice are not searched: a search costs minutes, and they cost no time
+WASM_SEARCH_FLOOR_US = 20
+
+def _opts_json(opts) -> list: return [[o.op.name, o.axis, list(o.arg) if isinstance(o.arg, tuple) else o.arg] for o in opts]
+
+@contextlib.contextmanager
+def wasm_search(recorded:dict, chosen:dict):
+  """While capturing with BEAM > 0 on the CPU device: every kernel's schedule is picked by tinygrad's BEAM search with
+  its candidates timed as WebAssembly (WasmTimer), not natively, and kept only where it beats tinygrad's own choice
+  (hand_coded_optimizations), also timed as WebAssembly. A kernel whose AST has a schedule in `recorded` ({ast key:
+  {"opts"}}, from an earlier export) takes it without a search, so a re-export reproduces it; every kernel's choice is
+  put in `chosen` (name, opts, µs, and tinygrad's own choice's µs), which the exporter writes into the metadata."""
+  from dataclasses import replace
+  import tinygrad.codegen.opt.search as search
+  from tinygrad.codegen.opt import Opt, OptOps
+  from tinygrad.codegen.opt.heuristic import hand_coded_optimizations
+  from tinygrad.uop.ops import Ops
+  from tinygrad.codegen import to_program
+  timer, original_search, original_time = WasmTimer(), search.beam_search, search._time_program
+
+  def timed(s) -> float:
+    ast = s.copy().get_optimized_ast(name_override="test")
+    prg = to_program(ast.substitute({u: u.replace(arg=replace(u.arg, device="CPU")) for u in ast.toposort() if u.op is Ops.PARAM}), s.ren)
+    source = next(u.arg for u in prg.src if u.op is Ops.SOURCE)
+    params = sorted([u for u in ast.toposort() if u.op is Ops.PARAM], key=lambda u: u.arg.slot)
+    return timer.microseconds(source, prg.arg.function_name, [(u.max_numel() * u.dtype.itemsize, u.dtype.scalar().name) for u in params])
+
+  def time_program(prg, var_vals, rawbufs, *args, **kwargs) -> list[float]:
+    source = next(u.arg for u in prg.src if u.op is Ops.SOURCE)
+    try: return [timer.microseconds(source, prg.arg.function_name, [(b.nbytes, b.dtype.scalar().name) for b in rawbufs]) / 1e6]
+    except (RuntimeError, ExportError): return [float("inf")]
+
+  def beam(s, rawbufs, var_vals, amt, allow_test_size=True, disable_cache=False):
+    key = s.ast.key.hex()
+    if key in recorded:
+      out = s.copy()
+      for op, axis, arg in recorded[key]["opts"]: out.apply_opt(Opt(OptOps[op], axis, tuple(arg) if isinstance(arg, list) else arg))
+      chosen[key] = recorded[key]
+      return out
+    own = hand_coded_optimizations(s.copy())
+    own_us = timed(own)
+    best, best_us = own, own_us
+    if own_us >= WASM_SEARCH_FLOOR_US:
+      found = original_search(s, rawbufs, var_vals, amt, allow_test_size=False, disable_cache=True)
+      if (found_us := timed(found)) < own_us: best, best_us = found, found_us
+    chosen[key] = {"name": best.copy().get_optimized_ast().arg.name, "opts": _opts_json(best.applied_opts), "us": round(best_us, 2),
+                   "tinygrad_us": round(own_us, 2)}
+    return best
+
+  search.beam_search, search._time_program = beam, time_program
+  try: yield
+  finally:
+    search.beam_search, search._time_program = original_search, original_time
+    timer.close()
+
 # ---------------------------------------------------------------- writing
 
 def _rename_exchange(a:Path, b:Path) -> bool:
@@ -442,7 +566,8 @@ def _stored(value:np.ndarray, dtype:str, name:str) -> np.ndarray:
   return half
 
 def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dict|None=None, wasm_beam:int=0,
-                 weights_dtype:str="float16", report:dict|None=None, finetune:bool=True, fit:dict|None=None) -> Path:
+                 weights_dtype:str="float16", report:dict|None=None, finetune:bool=True, fit:dict|None=None,
+                 wasm_schedules:dict|None=None) -> Path:
   """Write `out_dir/name/`: `name.js` (the ES module: the plan, the forward's WGSL and the runtime), `name.wasm` (the
   forward on WebAssembly), `name.extras.js` and `name.extras.wasm` (what the page loads on demand: the WGSL of the
   other programs, and a WebAssembly module with every program), `name.safetensors` (the weights, read by both
@@ -457,9 +582,10 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   `weights_dtype` float16 stores the weights in half the bytes; the model must already hold float16-exact weights
   (round_weights), so that the accuracy measured on it (the report's) is the accuracy of exactly what is shipped.
 
-  `wasm_beam` > 0 picks the forward's WebAssembly kernels by tinygrad's BEAM search, timed natively on this CPU.
-  Measured on the shipped models: the CNN runs 1.5x faster in Chromium, the MLP slower (native AVX2 timings do not
-  always carry over to 128-bit wasm SIMD), so it is a per-model choice; it never touches the WebGPU kernels."""
+  `wasm_beam` > 0 picks every program's WebAssembly kernels by tinygrad's BEAM search of that width, each candidate
+  timed as WebAssembly in V8 (wasm_search), a kernel keeping tinygrad's own schedule unless a found one is faster; the
+  choices go into the metadata ("wasm_schedules"), and `wasm_schedules` (an earlier export's) makes a re-export take
+  them again without a search. It never touches the WebGPU kernels."""
   if not name.isidentifier(): raise ExportError(f"model name {name!r} must be an identifier (it names files and a JS module)")
   if weights_dtype not in WEIGHT_DTYPES: raise ExportError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}")
   check_webgpu()
@@ -468,7 +594,8 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
   # export what the kernels read: float tensors; integer bookkeeping (batch-norm's step counter) never enters the forward
   state = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
   weights = {k: _stored(v.numpy(), weights_dtype, k) for k, v in state.items()}
-  programs, about = capture_programs(model, state, wasm_beam, finetune, fit)
+  chosen = {}
+  programs, about = capture_programs(model, state, wasm_beam, finetune, fit, (wasm_schedules or {}, chosen))
   files, backends = build_backends(name, programs)
   plan = {"name": name, "inputShape": list(INPUT_SHAPE), "outputLength": N_CLASSES, **about, **backends}
   meta = {"name": name, **(metadata or {}), **({"test_accuracy": report["accuracy"]} if report is not None else {}),
@@ -478,14 +605,15 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
           "fit": {k: v for k, v in about["fit"].items() if k != "init"} if about["fit"] else None,
           "kernels": len(backends["webgpu"]["kernels"]), "dispatches": len(backends["webgpu"]["programs"]["forward"]),
           "backends": ["webgpu", "wasm"], "wasm_kernels": len({d["kernel"] for d in backends["wasm"]["dispatches"]["forward"]}),
-          "wasm_beam": wasm_beam}
+          "wasm_beam": wasm_beam, **({"wasm_schedules": chosen} if chosen else {})}
   return write_export(Path(out_dir), name, weights, files, plan, meta, report)
 
-def capture_programs(model, state:dict, wasm_beam:int, finetune:bool, fit:dict|None) -> tuple[dict, dict]:
+def capture_programs(model, state:dict, wasm_beam:int, finetune:bool, fit:dict|None, schedules:tuple[dict, dict]) -> tuple[dict, dict]:
   """Every program of the export, captured (see export_model), and what the page must know about them: the taps, the
   fine-tuning step ("train") and the training from scratch ("fit", with each tensor's initialisation)."""
   probe = {"input": np.random.default_rng(0).standard_normal(INPUT_SHAPE, dtype=np.float32)}
-  programs = {"forward": capture(lambda x: {"output": model(x)}, probe, state, wasm_beam=wasm_beam)}
+  searched = {"wasm_beam": wasm_beam, "schedules": schedules}
+  programs = {"forward": capture(lambda x: {"output": model(x)}, probe, state, **searched)}
   taps = []
   if getattr(model, "taps", None):
     taps = _tap_info(model, state)
@@ -493,24 +621,24 @@ def capture_programs(model, state:dict, wasm_beam:int, finetune:bool, fit:dict|N
       found = layer_taps(model, x)
       return {"output": found.pop(taps[-1]["name"]), **found}
     if "output" in model.taps.values(): raise ExportError("a tap cannot be named 'output'")
-    programs["taps"] = capture(with_taps, probe, state)
+    programs["taps"] = capture(with_taps, probe, state, **searched)
   batch_norm = any("running_mean" in k for k in state)
   train = None
   if finetune:
     trains = last_layer(model, state)
     step, example, opt_state = finetune_step(model, only=trains)
-    programs["train"] = capture(step, example, state, extra_state=opt_state)
+    programs["train"] = capture(step, example, state, extra_state=opt_state, **searched)
     train = {"batch": FINETUNE_BATCH, "lr": FINETUNE_LR, "optimizer": "adam", "trains": sorted(trains),
              "batch_norm": "running statistics, frozen" if batch_norm else None, "dropout": "off"}
   about_fit = evaluate = None
   if fit:
     # the trainer's measurements (held-out digits during training, the whole test set after) take EVAL_BATCH at once
     batch = {"images": np.random.default_rng(1).standard_normal((EVAL_BATCH, *INPUT_SHAPE[1:]), dtype=np.float32)}
-    programs["evaluate"] = capture(lambda images: {"logits": model(images)}, batch, state)
+    programs["evaluate"] = capture(lambda images: {"logits": model(images)}, batch, state, **searched)
     evaluate = {"batch": EVAL_BATCH}
     init = init_spec(model, state)     # before the step: the capture below leaves the weights as they are
     step, example, opt_state = fit_step(model, fit["optimizer"], fit["batch"])
-    programs["fit"] = capture(step, example, state, extra_state=opt_state)
+    programs["fit"] = capture(step, example, state, extra_state=opt_state, **searched)
     about_fit = {"batch": fit["batch"], "epochs": fit.get("epochs"), "optimizer": fit["schedule"]["optimizer"], "lr": float(example["lr"][0]),
                  "schedule": fit["schedule"], "trains": sorted(k for k, v in state.items() if v.is_param), "init": init,
                  "batch_norm": "batch statistics, running statistics updated" if batch_norm else None,

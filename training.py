@@ -186,6 +186,11 @@ def read_checkpoint_info(path:str) -> tuple[dict, dict]:
 
 # ---------------------------------------------------------------- the scripts' shared main
 
+def recorded_schedules(folder:Path) -> dict:
+  """The WebAssembly kernel schedules an earlier export chose (WASM_BEAM), so that exporting again reproduces them."""
+  try: return json.loads((folder / f"{folder.name}.json").read_text()).get("wasm_schedules", {})
+  except (OSError, ValueError, AttributeError): return {}
+
 def check_writable(folder:Path):
   """Fail before training, not after, when the export folder cannot be written."""
   probe = folder
@@ -234,7 +239,8 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
       fit = {"optimizer": make_optimizer(model, cfg), "batch": cfg["batch_size"], "dropout": cfg["model"].get("dropout", 0.0),
              "epochs": round(cfg["steps"] * cfg["batch_size"] / len(X_train), 2),
              "schedule": {"optimizer": cfg["optimizer"], "kind": cfg["schedule"], "warmup": cfg["warmup"]}} if trainer else None
-      folder = export_model(model, name + ("_trainer" if trainer else ""), out_dir, wasm_beam=wasm_beam, weights_dtype=weights_dtype,
+      export_name = name + ("_trainer" if trainer else "")
+      folder = export_model(model, export_name, out_dir, wasm_beam=wasm_beam, weights_dtype=weights_dtype, wasm_schedules=recorded_schedules(out_dir / export_name),
                             report=report, fit=fit, metadata={**precision, "architecture": describe(cfg["model"]), "params": n_params,
                                                               "config": cfg, "training": training_info})
       print(f"exported to {folder}/")

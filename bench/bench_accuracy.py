@@ -31,7 +31,8 @@ def main():
     (site / "mnist_test_images.bin").write_bytes(x[:count].tobytes())
     with serve(site) as url:
       for name in MODELS:
-        row, predictions = report["models"][name] = {}, {}
+        row = report["models"][name] = {}
+        predictions = {}
         for backend in BACKENDS:
           page = browser.new_page()
           page.goto(url)

@@ -42,6 +42,7 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
         return
       path = self.path.split("?")[0]
       if path.endswith("/__viewport.html"): return self.viewport_page()
+      if path.endswith("/__blank.html"): return self.page(b'<!doctype html><meta charset="utf-8"><title>blank</title>')
       seen.requests.append(path)
       name = path.rsplit("/", 1)[-1]
       limit = seen.break_after.pop(name, None) if name in seen.break_once else seen.break_after.get(name)
@@ -58,8 +59,11 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
       (WebKitGTK's MiniBrowser is at least 447 px wide). Same origin, so the page works in it as it does on its own."""
       from urllib.parse import parse_qs, urlsplit
       q = {k: int(v[0]) for k, v in parse_qs(urlsplit(self.path).query).items()}
-      body = (f'<!doctype html><meta charset="utf-8"><style>html,body{{margin:0}}iframe{{display:block;border:0}}</style>'
-              f'<iframe src="./" width="{q["w"]}" height="{q["h"]}"></iframe>').encode()
+      self.page((f'<!doctype html><meta charset="utf-8"><style>html,body{{margin:0}}iframe{{display:block;border:0}}</style>'
+                 f'<iframe src="./" width="{q["w"]}" height="{q["h"]}"></iframe>').encode())
+    def page(self, body:bytes):
+      """An HTML page made here: __blank.html is an empty page of the site's origin, for tests that load a model's module
+      themselves (the app would load and time every model meanwhile)."""
       self.send_response(200)
       self.send_header("Content-Type", "text/html")
       self.send_header("Content-Length", str(len(body)))

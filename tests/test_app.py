@@ -10,8 +10,13 @@ WEBAPP = ROOT / "webapp"
 SHOTS = ROOT / "runs" / "screenshots"
 N_DRAWN = 100
 
+# the app in a browser without WebGPU (on this machine SwiftShader costs a page several CPU-seconds to bring up and time),
+# and with it for the tests that need both backends
 @pytest.fixture
-def app(app_url, chromium_browser): return app_url, chromium_browser
+def app(app_url, chromium_no_webgpu): return app_url, chromium_no_webgpu
+
+@pytest.fixture
+def gpu_app(app_url, chromium_browser): return app_url, chromium_browser
 
 @pytest.fixture
 def no_webgpu_browser(chromium_no_webgpu): return chromium_no_webgpu
@@ -30,9 +35,9 @@ def _select(page, name):
 
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
-def test_drawn_mnist_digits_are_read_correctly(app, no_webgpu_browser, mnist_test_set, name, backend):
+def test_drawn_mnist_digits_are_read_correctly(gpu_app, no_webgpu_browser, mnist_test_set, name, backend):
   """On WebGPU (chosen by the visitor), and on WebAssembly in a browser where WebGPU is disabled (chosen by the page)."""
-  url, browser = app
+  url, browser = gpu_app
   page = open_app(browser if backend == "webgpu" else no_webgpu_browser, url)
   _select(page, name)
   if backend == "webgpu": _use_backend(page, "webgpu")
@@ -182,8 +187,8 @@ def test_without_webgpu_the_page_says_so_and_runs_on_webassembly(app, no_webgpu_
   assert page.get_by_test_id("prediction").text_content() == str(y[4])
   assert page.get_by_test_id("inference-ms").text_content().endswith("WebAssembly") and not page.errors
 
-def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered(app, mnist_test_set):
-  url, browser = app
+def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered(gpu_app, mnist_test_set):
+  url, browser = gpu_app
   context = browser.new_context()
   page = context.new_page()
   page.goto(url)
@@ -211,8 +216,8 @@ SLOW_DOWN = """([kind, ms]) => {
   b.run = async (...args) => { const t = performance.now(); while (performance.now() - t < ms) {} return run(...args); };   // a busy CPU or GPU
 }"""
 
-def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_flap(app, mnist_test_set):
-  url, browser = app
+def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_flap(gpu_app, mnist_test_set):
+  url, browser = gpu_app
   page = open_app(browser, url)
   page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
   chosen = page.evaluate("document.body.dataset.backend")
@@ -241,8 +246,8 @@ def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_fla
   assert not page.errors
   page.close()
 
-def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(app, mnist_test_set):
-  url, browser = app
+def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(gpu_app, mnist_test_set):
+  url, browser = gpu_app
   context = browser.new_context()
   page = context.new_page()
   page.goto(url)

@@ -152,10 +152,10 @@ def test_the_models_compute_on_webassembly_what_they_compute_in_chromium(engine_
   images = {"names": MODELS, "images": base64.b64encode(mnist_test_set[0][:64].tobytes()).decode()}
   with serve(WEBAPP) as url:
     page = chromium_no_webgpu.new_page()
-    page.goto(url)
+    page.goto(url + "__blank.html")
     want = page.evaluate(RUN_WASM, images)
     page = engine_browser.open()
-    page.goto(url)
+    page.goto(url + "__blank.html")
     got = page.evaluate(RUN_WASM, images)
     page.close()
   for name in MODELS:

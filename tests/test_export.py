@@ -176,7 +176,7 @@ def test_exporter_refuses_an_adapter_without_a_vulkan_driver(tmp_path):
 def test_exporter_accepts_the_working_adapter():
   export_utils.check_webgpu()
 
-@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet", "mnist_mlp_trainer", "mnist_convnet_trainer"])
 def test_committed_modules_embed_the_current_runtime(name):
   """The runtime is one JavaScript file; a change to it must be followed by a re-export of the shipped models."""
   module = (ROOT / "webapp" / name / f"{name}.js").read_text()

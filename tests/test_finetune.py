@@ -35,8 +35,13 @@ TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps, frozen}) =>
 
 def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
 
+# the app in a browser without WebGPU (on this machine SwiftShader costs a page several CPU-seconds to bring up and time),
+# and with it for the tests that need both backends
 @pytest.fixture
-def app(app_url, chromium_browser): return app_url, chromium_browser
+def app(app_url, chromium_no_webgpu): return app_url, chromium_no_webgpu
+
+@pytest.fixture
+def gpu_app(app_url, chromium_browser): return app_url, chromium_browser
 
 def _batches(meta, mnist_test_set, batch:int):
   images, labels = mnist_test_set
@@ -57,14 +62,14 @@ def _tinygrad_steps(name, x, y, lr):
 
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", MODELS)
-def test_training_steps_match_tinygrad(app, mnist_test_set, name, backend):
-  url, browser = app
+def test_training_steps_match_tinygrad(gpu_app, mnist_test_set, name, backend):
+  url, browser = gpu_app
   meta = json.loads((WEBAPP / name / f"{name}.json").read_text())
   ft = meta["finetune"]
   assert ft["optimizer"] == "adam" and ft["dropout"] == "off" and ft["trains"]
   x, y = _batches(meta, mnist_test_set, ft["batch"])
   page = browser.new_page()
-  page.goto(url)
+  page.goto(url + "__blank.html")
   shipped = {k: v.numpy().reshape(-1) for k, v in get_state_dict(build_model(WEBAPP / name)[0]).items()}
   # batch norm as at inference: its running statistics are read, never updated (the page trains on a handful of digits)
   frozen = [k for k in shipped if "running_" in k]
@@ -122,8 +127,8 @@ def teach(page, digits, label:int):
 def wait_status(page, state:str, timeout=240_000):
   page.wait_for_function("s => document.querySelector('[data-testid=finetune-status]').dataset.state === s", arg=state, timeout=timeout)
 
-def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(app, writer):
-  url, browser = app
+def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(gpu_app, writer):
+  url, browser = gpu_app
   taught, held_out = writer
   context = browser.new_context(viewport={"width": 375, "height": 667})   # a phone
   page = context.new_page()

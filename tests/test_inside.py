@@ -32,16 +32,21 @@ TAPS_IN_PAGE = """async ({name, backend, images}) => {
 
 def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
 
+# the app in a browser without WebGPU (on this machine SwiftShader costs a page several CPU-seconds to bring up and time),
+# and with it for the tests that need both backends
 @pytest.fixture
-def app(app_url, chromium_browser): return app_url, chromium_browser
+def app(app_url, chromium_no_webgpu): return app_url, chromium_no_webgpu
+
+@pytest.fixture
+def gpu_app(app_url, chromium_browser): return app_url, chromium_browser
 
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", MODELS)
-def test_every_layer_matches_tinygrads_intermediate_tensors(app, mnist_test_set, name, backend):
-  url, browser = app
+def test_every_layer_matches_tinygrads_intermediate_tensors(gpu_app, mnist_test_set, name, backend):
+  url, browser = gpu_app
   images = mnist_test_set[0][:N_TAPPED]
   page = browser.new_page()
-  page.goto(url)
+  page.goto(url + "__blank.html")
   got = page.evaluate(TAPS_IN_PAGE, {"name": name, "backend": backend, "images": base64.b64encode(images.tobytes()).decode()})
   page.close()
   model, meta = build_model(WEBAPP / name)
@@ -91,8 +96,8 @@ def _open_inside(page, drawn:bool=True):
 
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", MODELS)
-def test_the_activations_follow_the_drawing(app, mnist_test_set, name, backend):
-  url, browser = app
+def test_the_activations_follow_the_drawing(gpu_app, mnist_test_set, name, backend):
+  url, browser = gpu_app
   x, y = mnist_test_set
   page = open_app(browser, url)
   page.get_by_test_id("model-select").select_option(name)

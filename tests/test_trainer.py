@@ -90,7 +90,7 @@ def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_ur
   args = {"name": name, "weights": {k: _b64(v) for k, v in state.items()}, "images": _b64(images), "labels": _b64(labels), "lrs": lrs,
           "steps": FIT_STEPS, "seeds": [1, 1, 2]}
   page = chromium_browser.new_page()
-  page.goto(app_url)
+  page.goto(app_url + "__blank.html")
   runs = {backend: page.evaluate(FIT_IN_PAGE, {**args, "backend": backend}) for backend in ("webgpu", "wasm")}
   # tinygrad's own steps, from the same start, batches and learning rates
   step, _, _ = export_utils.fit_step(model, opt, batch)

@@ -238,6 +238,7 @@ async function predict() {
   if (!model.run) return;
   // with the inside view open, the "taps" program also returns every layer's output; closed, the plain forward runs
   const withTaps = Boolean(inside && insideShownFor(model)), backend = model.backend, start = performance.now();
+  runtime.activity++;
   const result = await model.run(processed.input, withTaps ? { taps: true } : undefined);
   const elapsed = performance.now() - start, logits = withTaps ? result.logits : result;
   const probabilities = softmax(logits);

@@ -180,13 +180,15 @@ export class Model {
     await stash(this.versioned(`${this.fileName}.wasm`, files.wasm), await this.files.wasm, "application/wasm");
   }
 
-  async time(kind) {
+  /** The warm median of TIMED_RUNS runs on `kind`. `quiet()` is awaited before each and gives a check of whether
+   *  nothing else ran since: a run that shared its moment with a prediction is timed again (it would count that in). */
+  async time(kind, quiet = async () => () => true) {
     const backend = this.backends.get(kind), input = this.blank, times = [];
     try {
-      for (let i = 0; i < TIMED_RUNS; i++) {
-        const start = performance.now();
+      for (let tries = 0; times.length < TIMED_RUNS && tries < 4 * TIMED_RUNS; tries++) {
+        const stillQuiet = await quiet(), start = performance.now();
         await backend.run(input);
-        times.push(performance.now() - start);
+        if (stillQuiet()) times.push(performance.now() - start);
       }
       backend.ms = median(times);
     } catch (e) {   // e.g. the GPU device was lost mid-way
@@ -225,11 +227,19 @@ export class ModelRuntime {
     this.generation = 0;
     this.settled = false;               // every model downloaded, every backend tried, timed and chosen
     this.events = [];                   // what happened when (ms since navigation): the load order, for tests and benchmarks
+    this.activity = 0;                  // predictions started: timings taken meanwhile are not trusted
   }
 
   log(event, model) { this.events.push({ t: performance.now(), event, model: model?.name }); }
 
   async whenIdle(model) { while (!model?.urgent && !this.isIdle()) await sleep(50); }
+
+  /** An idle moment, and a check of whether it lasted: no prediction started since (the page counts them in `activity`). */
+  async quietMoment() {
+    await this.whenIdle();
+    const mark = this.activity;
+    return () => this.activity === mark;
+  }
 
   /** A plain run of `model` on `kind` took `ms`: when the backend in use turns out much slower than when it was timed,
    *  time every backend again (when idle) and switch only to one that is clearly faster. */
@@ -240,7 +250,7 @@ export class ModelRuntime {
     if (model.inUse.length < IN_USE_RUNS || !(median(model.inUse) > SLOWER_IN_USE * model.backends.get(kind).ms)) return;
     model.rechecking = true;
     (async () => {
-      for (const k of model.backends.keys()) { await this.whenIdle(); await model.time(k); }
+      for (const k of model.backends.keys()) await model.time(k, () => this.quietMoment());
       model.choose(this.preference, CLEARLY_FASTER);
       model.inUse = [];
       this.log("rechecked", model);
@@ -369,7 +379,7 @@ export class ModelRuntime {
     }
     if (generation !== this.generation) return;
     // timed one model and one backend at a time, so no measurement shares the CPU or GPU with another
-    for (const m of models) for (const kind of m.backends.keys()) { await this.whenIdle(); await m.time(kind); }
+    for (const m of models) for (const kind of m.backends.keys()) await m.time(kind, () => this.quietMoment());
     if (generation !== this.generation) return;
     for (const m of models) m.choose(this.preference);
     this.settled = true;
