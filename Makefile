@@ -18,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # pytest-xdist: one test process per core; the tests of one browser engine (Firefox, WebKit) share a process and
 # its browser (xdist_group), the rest are spread as they come
-PYTEST := $(PYTHON) -m pytest -q -n auto --dist loadgroup
+PYTEST := $(PYTHON) -m pytest -q -n auto --dist loadgroup --durations=15
 
 .PHONY: serve test test-fast bench-quick deps mnist css bench
 
