@@ -194,7 +194,7 @@ ON_SCREEN = """() => {
   const inside = (el) => { const r = el.getBoundingClientRect();
     return r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5 && r.bottom <= innerHeight + 0.5; };
   const $ = (s) => document.querySelector(s);
-  return { viewport: [innerWidth, innerHeight], scroll: [scrollX, scrollY], canvas: inside($("[data-testid=canvas]")),
+  return { viewport: [innerWidth, innerHeight], width: document.documentElement.scrollWidth, scroll: [scrollX, scrollY], canvas: inside($("[data-testid=canvas]")),
            canvasShare: $("[data-testid=canvas]").getBoundingClientRect().width / innerWidth, guess: inside($("[data-testid=prediction]")),
            confidence: inside($("[data-testid=confidence]")), bars: [...Array(10).keys()].map((d) => inside($(`[data-testid=prob-${d}]`))),
            strip: !$("#inside-strip").hidden && inside($("#strip-first")), prediction: $("[data-testid=prediction]").textContent };

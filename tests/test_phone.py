@@ -26,8 +26,9 @@ def touch_digit(page, digit, rng):
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
   cdp.detach()
 
-def assert_one_screen(where, portrait:bool, expect:str|None=None):
+def assert_one_screen(where, portrait:bool, expect:str|None=None, size=None):
   assert where["scroll"] == [0, 0], where                                   # drawing never scrolled the page
+  if size: assert where["viewport"] == list(size) and where["width"] <= size[0], where   # nothing wider than the phone (it would zoom out)
   assert where["canvas"] and where["guess"] and where["confidence"] and all(where["bars"]), where
   if portrait: assert where["canvasShare"] >= 0.7, where
   if expect is not None: assert where["prediction"] == expect, where
@@ -45,7 +46,7 @@ def test_draw_and_read_the_answer_on_one_phone_screen(chromium_browser, app_url,
     page.evaluate("window.scrollTo(0, 0)")
     touch_digit(page, x[i], rng)
     wait_settled(page)
-    assert_one_screen(page.evaluate(ON_SCREEN), size[0] < size[1], str(y[i]))
+    assert_one_screen(page.evaluate(ON_SCREEN), size[0] < size[1], str(y[i]), size)
   SHOTS.mkdir(parents=True, exist_ok=True)
   page.screenshot(path=str(SHOTS / f"phone-{size[0]}x{size[1]}.png"))
   if size == (390, 844):
@@ -55,7 +56,7 @@ def test_draw_and_read_the_answer_on_one_phone_screen(chromium_browser, app_url,
     touch_digit(page, x[3], rng)
     wait_settled(page)
     where = page.evaluate(ON_SCREEN)
-    assert_one_screen(where, True, str(y[3]))
+    assert_one_screen(where, True, str(y[3]), size)
     assert where["strip"], where                                            # the first layer's maps, live, beside the canvas
     page.screenshot(path=str(SHOTS / "phone-inside-390x844.png"))
   context.close()
@@ -72,12 +73,43 @@ def test_one_phone_screen_in_firefox_and_webkit(engine_browser, mnist_test_set):
       page.evaluate("() => document.querySelector('[data-testid=clear]').click()")
       page.evaluate(DISPATCH_STROKES, {**digit_strokes(x[i], 0.7, rng), "pointerType": "touch"})
       page.wait_for("document.body.dataset.busy === 'false'", timeout=30)
-      assert_one_screen(page.evaluate(ON_SCREEN), True, str(y[i]))
+      assert_one_screen(page.evaluate(ON_SCREEN), True, str(y[i]), (390, 844))
     page.evaluate("() => document.querySelector('[data-testid=inside]').click()")
     page.wait_for(INSIDE_OPEN, timeout=60)
     page.evaluate("() => window.scrollTo(0, 0)")
     where = page.evaluate(ON_SCREEN)
-    assert_one_screen(where, True)
+    assert_one_screen(where, True, size=(390, 844))
     assert where["strip"], where
     assert not page.errors, page.errors
     page.close()
+
+# While the trainer trains: its controls, progress and both live curves on one screen (the panel scrolls itself into view)
+TRAINER_ON_SCREEN = """() => {
+  const inside = (el) => { const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && r.left >= 0 && r.top >= 0 && r.right <= innerWidth + 0.5 && r.bottom <= innerHeight + 0.5; };
+  const $ = (id) => document.querySelector(`[data-testid=${id}]`);
+  return { viewport: [innerWidth, innerHeight], width: document.documentElement.scrollWidth,
+           ...Object.fromEntries(["train-pause", "train-status", "train-loss-chart", "train-accuracy-chart"].map((id) => [id, inside($(id))])),
+           progress: inside(document.querySelector("#trainer-panel progress")) };
+}"""
+
+@pytest.mark.parametrize("size", [(390, 844), (844, 390)])
+def test_the_trainers_live_curves_fit_one_phone_screen(chromium_no_webgpu, app_url, size):
+  context = chromium_no_webgpu.new_context(viewport={"width": size[0], "height": size[1]}, device_scale_factor=2, is_mobile=True, has_touch=True)
+  page = context.new_page()
+  page.goto(app_url)
+  page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+  page.get_by_test_id("trainer").tap()
+  page.wait_for_function("document.querySelector('[data-testid=train-status]')?.dataset.state === 'idle'", timeout=120_000)
+  page.get_by_test_id("train-model").select_option("mnist_mlp_trainer")
+  page.get_by_test_id("train-samples").fill("60000")
+  page.get_by_test_id("train-start").tap()
+  page.wait_for_function("document.querySelector('#trainer-panel progress').value >= 20", timeout=120_000)
+  page.wait_for_timeout(600)                                                  # the smooth scroll to the panel ends
+  where = page.evaluate(TRAINER_ON_SCREEN)
+  assert where.pop("viewport") == list(size) and where.pop("width") <= size[0], where   # nothing wider than the phone (it would zoom out)
+  assert all(where.values()), where
+  SHOTS.mkdir(parents=True, exist_ok=True)
+  page.screenshot(path=str(SHOTS / f"phone-trainer-{size[0]}x{size[1]}.png"))
+  page.get_by_test_id("train-stop").tap()
+  context.close()

@@ -36,18 +36,18 @@ export function readSettings({ samples, epochs, lr, seed }) {
 const fmtTime = (s) => (s >= 60 ? `${Math.floor(s / 60)} min ${Math.round(s % 60)} s` : `${s.toFixed(s < 10 ? 1 : 0)} s`);
 
 const field = (label, control, wide = false) => h("label", { class: `grid gap-1 text-sm${wide ? " col-span-2 sm:col-span-1" : ""}` }, label, control);
-const number = (id, attrs) => h("input", { id, dataset: { testid: id }, type: "number", class: "select", ...attrs });
+const number = (id, attrs) => h("input", { id, dataset: { testid: id }, type: "number", class: "select w-full min-w-0", ...attrs });
 const note = "text-xs text-slate-600 dark:text-slate-400";
 
 /** The panel's contents, into `panel`; returns its elements by role. */
 function buildPanel(panel) {
   const ui = {
-    model: h("select", { id: "train-model", dataset: { testid: "train-model" }, class: "select" }),
+    model: h("select", { id: "train-model", dataset: { testid: "train-model" }, class: "select w-full min-w-0" }),
     samples: number("train-samples", { inputmode: "numeric", min: LIMITS.samples[0], max: LIMITS.samples[1], step: 1000, value: 60000 }),
     epochs: number("train-epochs", { inputmode: "numeric", min: LIMITS.epochs[0], max: LIMITS.epochs[1], step: 1, value: 3 }),
     lr: number("train-lr", { inputmode: "decimal", min: LIMITS.lr[0], max: LIMITS.lr[1], step: "any" }),
     seed: number("train-seed", { inputmode: "numeric", min: LIMITS.seed[0], max: LIMITS.seed[1], step: 1 }),
-    backend: h("select", { id: "train-backend", dataset: { testid: "train-backend" }, class: "select" },
+    backend: h("select", { id: "train-backend", dataset: { testid: "train-backend" }, class: "select w-full min-w-0" },
                h("option", { value: "auto", selected: true }, "Auto"), h("option", { value: "webgpu" }, "WebGPU"), h("option", { value: "wasm" }, "WebAssembly")),
     fixed: h("p", { class: `mt-2 ${note}` }),
     start: h("button", { type: "button", class: "tool", dataset: { testid: "train-start" } }, "Start"),
@@ -56,8 +56,8 @@ function buildPanel(panel) {
     status: h("p", { dataset: { testid: "train-status", state: "idle" }, role: "status", class: "min-w-0 flex-1 text-sm text-slate-700 dark:text-slate-300" }),
     progress: h("progress", { class: "mt-2 h-2 w-full accent-indigo-600", value: 0, "aria-label": "Training progress" }),
     stats: h("p", { class: `min-h-[1.25rem] tabular-nums ${note}` }),
-    lossChart: h("canvas", { class: "h-32 w-full rounded bg-slate-100 dark:bg-slate-800", role: "img", "aria-label": "Loss per batch, step by step" }),
-    accuracyChart: h("canvas", { class: "h-32 w-full rounded bg-slate-100 dark:bg-slate-800", role: "img",
+    lossChart: h("canvas", { dataset: { testid: "train-loss-chart" }, class: "h-32 w-full rounded bg-slate-100 dark:bg-slate-800", role: "img", "aria-label": "Loss per batch, step by step" }),
+    accuracyChart: h("canvas", { dataset: { testid: "train-accuracy-chart" }, class: "h-32 w-full rounded bg-slate-100 dark:bg-slate-800", role: "img",
                                  "aria-label": "Accuracy per batch and on held-out test digits, step by step" }),
     wrong: h("div", { class: "mt-1 flex min-h-[2.5rem] flex-wrap gap-1" }),
     dataProgress: h("progress", { class: "h-2 w-40 accent-indigo-600", value: 0, "aria-label": "MNIST download" }),
@@ -209,7 +209,7 @@ export class Trainer {
 
   showDefaults() {
     const { meta } = this.models.get(this.ui.model.value);
-    this.ui.lr.value = String(meta.fit.lr);
+    this.ui.lr.value = String(Number(meta.fit.lr.toPrecision(6)));   // the float32 the kernels hold, as it was typed
     this.ui.epochs.value = String(meta.fit.epochs ?? 3);
     const kernels = meta.fit;
     this.ui.fixed.textContent = `Batch: ${kernels.batch} digits (fixed by the exported kernels) · ${kernels.optimizer} · ${kernels.schedule.kind} schedule` +
@@ -387,8 +387,8 @@ export class Trainer {
     const ui = this.ui, meta = this.models.get(result.name).meta;
     ui.result.hidden = false;
     ui.accuracy.dataset.value = String(result.report.accuracy);
-    ui.accuracy.textContent = `${result.report.accuracy.toFixed(2)}% on all 10 000 test digits (the shipped ${result.label}'s architecture, ` +
-      `trained by tinygrad: ${meta.test_accuracy.toFixed(2)}%)`;
+    ui.accuracy.textContent = `${result.report.accuracy.toFixed(2)}% on all 10 000 test digits (the same network trained by tinygrad ` +
+      `with the default settings: ${meta.test_accuracy.toFixed(2)}%)`;
     this.report.show({ meta: { architecture: `${meta.architecture}, trained here` } }, result.report);
   }
 
