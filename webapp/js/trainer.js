@@ -286,16 +286,17 @@ export class Trainer {
 
   progress(job, event) {
     const now = performance.now();
-    if (this.state === "training") job.active += now - job.since;
+    if (event.kind === "started") job.active = 0;
+    else if (this.state === "training") job.active += now - job.since;
     job.since = now;
     job.total = event.total;
-    if (event.kind === "step") {
+    if (event.kind === "steps") {
       job.step = event.step;
-      job.curves.loss.push([event.step, event.loss]);
-      job.curves.batch.push([event.step, 100 * event.accuracy]);
+      job.curves.loss.push(...event.loss);
+      job.curves.batch.push(...event.accuracy);
       job.available = event.available;
     } else if (event.kind === "held-out") {
-      job.curves.heldOut.push([event.step, event.accuracy]);
+      job.curves.heldOut.push([event.step, event.accuracy, job.active / 1000]);   // and when: time to accuracy
       job.wrong = event.wrong;
       job.heldOut = event.accuracy;
     }
