@@ -6,8 +6,8 @@
 Model knobs: CHANNELS (first block; the second has twice as many), ACT (relu|gelu|silu), DROPOUT (before the
 classifier), BN (batch norm after each block). Training knobs are listed in training.py.
 """
+from training import knob, run_script   # first: it checks the environment tinygrad reads as it is imported
 from tinygrad import Tensor, nn
-from training import knob, run_script
 
 ACTIVATIONS = {"relu": Tensor.relu, "gelu": Tensor.gelu, "silu": Tensor.silu}
 

@@ -2,7 +2,7 @@
 a drawing. Training, the exporter (which writes the contract into each model's metadata) and the tests import it; the
 page reads the contract only from that metadata.
 """
-import gzip, os
+import gzip, os, zlib
 from pathlib import Path
 import numpy as np
 
@@ -39,7 +39,7 @@ MNIST_URL = "https://storage.googleapis.com/cvdf-datasets/mnist/"   # where tiny
 def _read_idx(path:Path, magic:int, count:int) -> np.ndarray:
   try: raw = gzip.decompress(path.read_bytes())
   except FileNotFoundError: raise UserError(f"MNIST_DIR={path.parent}: missing {path.name}") from None
-  except (OSError, EOFError, gzip.BadGzipFile) as e: raise UserError(f"MNIST_DIR={path.parent}: {path.name} is not a readable gzip file ({e})") from None
+  except (OSError, EOFError, zlib.error) as e: raise UserError(f"MNIST_DIR={path.parent}: {path.name} is not a readable gzip file ({e})") from None
   header = 16 if magic == 2051 else 8
   fields = np.frombuffer(raw[:header], dtype=">u4") if len(raw) >= header else np.zeros(0)
   want = [magic, count] + ([IMAGE_SIZE, IMAGE_SIZE] if magic == 2051 else [])
@@ -119,10 +119,20 @@ def page_dataset(x_tr:np.ndarray, y_tr:np.ndarray, x_te:np.ndarray, y_te:np.ndar
     {"file": f, "split": split, "count": n, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()} for f, (data, split, n) in files.items()]}
   return {**{f: data for f, (data, _, _) in files.items()}, "index.json": (json.dumps(index, indent=1) + "\n").encode()}
 
+SAMPLE_FILES = ("mnist_test_samples.bin", "finetune.bin")
+
+def samples_index(folder:Path) -> bytes:
+  """webapp/samples/index.json: the SHA-256 and size of each digit file the page reads from samples/ (it fetches this index
+  fresh and checks each file against it before it draws or trains on a digit)."""
+  import hashlib, json
+  files = {name: {"sha256": hashlib.sha256((folder / name).read_bytes()).hexdigest(), "bytes": (folder / name).stat().st_size} for name in SAMPLE_FILES}
+  return (json.dumps({"files": files}, indent=1) + "\n").encode()
+
 if __name__ == "__main__":   # python mnist_data.py: rewrite the page's MNIST files (fine-tuning digits, training data) from MNIST_DIR
   samples = Path(__file__).parent / "webapp" / "samples"
   data = load_mnist_numpy()
   (samples / "finetune.bin").write_bytes(finetune_samples(*data))
   (samples / "mnist").mkdir(exist_ok=True)
   for name, content in page_dataset(*data).items(): (samples / "mnist" / name).write_bytes(content)
-  print(f"wrote {samples / 'finetune.bin'} and {samples / 'mnist'}/")
+  (samples / "index.json").write_bytes(samples_index(samples))
+  print(f"wrote {samples / 'finetune.bin'}, {samples / 'mnist'}/ and {samples / 'index.json'}")

@@ -6,8 +6,8 @@
 Model knobs: WIDTH, DEPTH (hidden layers), ACT (relu|gelu|silu), DROPOUT, BN (batch norm after each hidden layer).
 Training knobs (STEPS, BS, LR, OPT, SCHEDULE, WD, augmentation, SEED, OUT, ...) are listed in training.py.
 """
+from training import knob, run_script   # first: it checks the environment tinygrad reads as it is imported
 from tinygrad import Tensor, nn
-from training import knob, run_script
 
 ACTIVATIONS = {"relu": Tensor.relu, "gelu": Tensor.gelu, "silu": Tensor.silu}
 

@@ -5,9 +5,18 @@ contract are in mnist_data.py, the export in export_utils.py.
 A model is any callable `model(x) -> logits` whose input is a normalised (N, 1, 28, 28) float batch. Training
 runs in one `@TinyJit` step; batches are sampled, augmented and normalised on the device inside that step.
 """
-import json, math, os, sys, time
+import json, math, os, signal, sys, tempfile, time
 from pathlib import Path
 import numpy as np
+
+# tinygrad reads its settings (JIT, DEBUG, BEAM, ...) from the environment as it is imported: a value that is not a number
+# stops it there, before any of the checks below could name the knob
+try: import tinygrad  # noqa: F401
+except ValueError as e:
+  bad = [k for k in ("JIT", "DEBUG", "BEAM", "NOOPT", "CACHELEVEL", "VIZ") if not os.environ.get(k, "0").lstrip("-").isdigit()]
+  print(f"error: {bad[0]}={os.environ[bad[0]]!r} is not a valid int (tinygrad reads it)" if bad else f"error: tinygrad could not read its environment ({e})",
+        file=sys.stderr)
+  sys.exit(2)
 from tinygrad import Tensor, TinyJit, nn, Device, Context, dtypes
 from tinygrad.helpers import getenv, trange
 from safetensors.numpy import save_file
@@ -159,17 +168,23 @@ def save_checkpoint(model, cfg:dict, training_info:dict, path:str):
   save_file({k: v.numpy() for k, v in get_state_dict(model).items()}, path, metadata={"config": json.dumps(cfg), "training": json.dumps(training_info)})
 
 def load_weights(model, path:str):
-  """Load weights saved by CHECKPOINT= or by the exporter. The exporter leaves out integer bookkeeping tensors
-  (batch norm's step counter) that inference never reads, so only float tensors must be present."""
+  """Load weights saved by CHECKPOINT= or by the exporter, checked before anything uses them: a readable safetensors
+  file, every float tensor of this model present with its shape, every value finite. The exporter leaves out integer
+  bookkeeping tensors (batch norm's step counter) that inference never reads, so only float tensors must be present."""
   # exported weights may be stored as float16: widen them to the model's float32
   from safetensors.numpy import load_file
   try: arrays = load_file(path)
-  except (OSError, ValueError) as e: raise UserError(f"{path}: not a readable safetensors file ({e})") from None
-  state = {k: Tensor(a.astype(np.float32) if a.dtype == np.float16 else a) for k, a in arrays.items()}
-  expected = {k for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
-  if missing := sorted(expected - set(state)): raise UserError(f"{path}: missing tensors {', '.join(missing)}")
+  except Exception as e: raise UserError(f"LOAD={path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+  expected = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
+  if missing := sorted(set(expected) - set(arrays)): raise UserError(f"LOAD={path}: not weights of this model (missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")
+  for k, v in expected.items():
+    if tuple(arrays[k].shape) != tuple(v.shape): raise UserError(f"LOAD={path}: {k} has shape {tuple(arrays[k].shape)}, this model's is {tuple(v.shape)} (other knobs?)")
+    if arrays[k].dtype.kind != "f" or not np.isfinite(arrays[k]).all(): raise UserError(f"LOAD={path}: {k} holds values that are not finite numbers")
+  state = {k: Tensor(a.astype(np.float32) if a.dtype == np.float16 else a) for k, a in arrays.items() if k in expected}
   load_state_dict(model, state, strict=False, verbose=False)
   return model
+
+SAFETENSORS_MAX_HEADER = 100_000_000   # the reference reader's limit
 
 def read_checkpoint_info(path:str) -> tuple[dict, dict]:
   """How the weights at `path` were trained: from a checkpoint's own header, or from an export's metadata beside it."""
@@ -180,9 +195,13 @@ def read_checkpoint_info(path:str) -> tuple[dict, dict]:
       return meta["config"], meta["training"]
     except (ValueError, KeyError) as e: raise UserError(f"LOAD={path}: {exported.name} is not an export's metadata ({type(e).__name__}: {e})") from None
   try:
-    with open(path, "rb") as f: header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    with open(path, "rb") as f:
+      size = int.from_bytes(f.read(8), "little")
+      if not 2 <= size <= min(SAFETENSORS_MAX_HEADER, os.path.getsize(path) - 8): raise ValueError(f"a header of {size} bytes")
+      header = json.loads(f.read(size))
     return json.loads(header["__metadata__"]["config"]), json.loads(header["__metadata__"]["training"])
-  except (OSError, ValueError, KeyError) as e: raise UserError(f"LOAD={path}: not a checkpoint written by CHECKPOINT= ({type(e).__name__}: {e})") from None
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f"LOAD={path}: not a checkpoint written by CHECKPOINT= ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 # ---------------------------------------------------------------- the scripts' shared main
 
@@ -191,63 +210,106 @@ def recorded_schedules(folder:Path) -> dict:
   try: return json.loads((folder / f"{folder.name}.json").read_text()).get("wasm_schedules", {})
   except (OSError, ValueError, AttributeError): return {}
 
-def check_writable(folder:Path):
-  """Fail before training, not after, when the export folder cannot be written."""
+def check_writable(label:str, folder:Path):
+  """Fail before training, not after, when `folder` cannot be written: a file is made and removed in it, or in the
+  nearest folder above it that exists (access rights alone say yes to root in /proc)."""
   probe = folder
   while not probe.exists(): probe = probe.parent
-  if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK): raise UserError(f"OUT={folder}: output folder is not writable")
+  try:
+    if not probe.is_dir(): raise NotADirectoryError(f"{probe} is a file")
+    fd, name = tempfile.mkstemp(prefix=".write-probe-", dir=probe)
+    os.close(fd)
+    os.unlink(name)
+  except OSError as e: raise UserError(f"{label}: output folder is not writable ({e.strerror or e})") from None
+
+def run_knobs() -> dict:
+  """The knobs of a run beyond the model and its training, each checked before any data is read: where the export, the
+  metrics and the checkpoint go (writable), what to load, and tinygrad's own JIT (which it reads itself)."""
+  knob("JIT", 1, choices=(0, 1, 2))
+  run = {"out": knob("OUT", "webapp"), "export": knob("EXPORT", 1, choices=(0, 1)), "wasm_beam": knob("WASM_BEAM", 0, lo=0, hi=32),
+         "trainer": knob("TRAINER", 0, choices=(0, 1)), "weights_dtype": knob("WEIGHTS_DTYPE", "float16", choices=WEIGHT_DTYPES),
+         "checkpoint": knob("CHECKPOINT", ""), "load": knob("LOAD", ""), "metrics": knob("METRICS", "")}
+  if not run["out"].strip(): raise UserError("OUT= is empty: give the folder to export into (default webapp)")
+  run["out"] = Path(run["out"])
+  if run["export"]: check_writable(f"OUT={run['out']}", run["out"])
+  for name in ("metrics", "checkpoint"):
+    if run[name]:
+      if Path(run[name]).is_dir(): raise UserError(f"{name.upper()}={run[name]} is a folder: give a file name")
+      check_writable(f"{name.upper()}={run[name]}", Path(run[name]).parent)
+  if run["load"] and not Path(run["load"]).is_file(): raise UserError(f"LOAD={run['load']}: no such file")
+  return run
+
+def _stop(signum, frame): raise KeyboardInterrupt   # SIGTERM ends a run as Ctrl-C does: cleanly, temporary files removed
 
 def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
   """Parse knobs, load data, train, evaluate, export. `model_knobs()` reads the model's own knobs into a dict for
-  `build_model(**cfg)`; `describe(model_cfg)` gives the architecture summary for the metadata."""
-  try:
-    out_dir, do_export = Path(knob("OUT", "webapp")), knob("EXPORT", 1, choices=(0, 1))
-    wasm_beam = knob("WASM_BEAM", 0, lo=0, hi=32)
-    trainer = knob("TRAINER", 0, choices=(0, 1))
-    weights_dtype = knob("WEIGHTS_DTYPE", "float16", choices=WEIGHT_DTYPES)
-    checkpoint, load = knob("CHECKPOINT", ""), knob("LOAD", "")
-    if load: cfg, training_info = read_checkpoint_info(load)
-    else:
-      cfg = {**training_knobs(train_defaults), "model": model_knobs(), "aux_lr": knob("AUX_LR", 1e-3, lo=0.0),
-             "eval_every": knob("EVAL_EVERY", 0, lo=0), "log_every": knob("LOG_EVERY", 10, lo=1)}
-    metrics_path = knob("METRICS", "")
-    if do_export: check_writable(out_dir)
-    Tensor.manual_seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
-    X_train, Y_train, X_test, Y_test = load_mnist()
-    model = build_model(**cfg["model"])
-    if load: load_weights(model, load)
-    n_params = sum(p.numel() for p in get_parameters(model) if p.is_param)
-    print(f"{name}: {describe(cfg['model'])}, {n_params:,} parameters, device {Device.DEFAULT}")
-    if load: history = {"loss": [], "accuracy_curve": [], "train_seconds": training_info["seconds"], "final_loss": training_info["final_loss"]}
-    else:
-      history = train(model, cfg, X_train, Y_train, X_test, Y_test)
-      training_info = {"device": Device.DEFAULT, "seconds": round(history["train_seconds"], 2), "final_loss": history["final_loss"]}
-    if checkpoint:
-      save_checkpoint(model, cfg, training_info, checkpoint)
-      print(f"checkpoint: {checkpoint}")
-    report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
-    print(f"test accuracy: {report['accuracy']:.2f}% on all {X_test.shape[0]} test images")
-    precision = {"weights_dtype": weights_dtype}
-    # the exported model is the one with the weights as stored: its accuracy is measured on exactly those
-    if do_export and round_weights(model, weights_dtype):
-      precision["test_accuracy_float32"] = report["accuracy"]
-      report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
-      print(f"test accuracy: {report['accuracy']:.2f}% with the weights rounded to {weights_dtype} as exported")
-    if do_export:
-      # TRAINER=1: a model the page trains from scratch, with the scripts' optimizer and schedule at this batch size
-      fit = {"optimizer": make_optimizer(model, cfg), "batch": cfg["batch_size"], "dropout": cfg["model"].get("dropout", 0.0),
-             "epochs": round(cfg["steps"] * cfg["batch_size"] / len(X_train), 2),
-             "schedule": {"optimizer": cfg["optimizer"], "kind": cfg["schedule"], "warmup": cfg["warmup"]}} if trainer else None
-      export_name = name + ("_trainer" if trainer else "")
-      folder = export_model(model, export_name, out_dir, wasm_beam=wasm_beam, weights_dtype=weights_dtype, wasm_schedules=recorded_schedules(out_dir / export_name),
-                            report=report, fit=fit, metadata={**precision, "architecture": describe(cfg["model"]), "params": n_params,
-                                                              "config": cfg, "training": training_info})
-      print(f"exported to {folder}/")
-    result = {"name": name, "test_accuracy": report["accuracy"], "params": n_params, "device": Device.DEFAULT, "config": cfg,
-              "confusion": report["confusion"], **history}
-    if metrics_path: Path(metrics_path).write_text(json.dumps(result))
-    return result
+  `build_model(**cfg)`; `describe(model_cfg)` gives the architecture summary for the metadata. Bad input, a failure
+  and an interrupt each end the run with one line on stderr (exit 2; 130 for Ctrl-C or SIGTERM)."""
+  signal.signal(signal.SIGTERM, _stop)
+  try: return _run(name, build_model, model_knobs, train_defaults, describe)
   except (UserError, ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:
+    print("\nerror: interrupted; nothing was exported", file=sys.stderr)
+    sys.exit(130)
+
+def _run(name:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
+  run = run_knobs()
+  if run["load"]: cfg, training_info = read_checkpoint_info(run["load"])
+  else:
+    cfg = {**training_knobs(train_defaults), "model": model_knobs(), "aux_lr": knob("AUX_LR", 1e-3, lo=0.0),
+           "eval_every": knob("EVAL_EVERY", 0, lo=0), "log_every": knob("LOG_EVERY", 10, lo=1)}
+    if cfg["steps"] == 0 and run["export"]: raise UserError("STEPS=0 trains nothing, so there is nothing to export: give STEPS > 0, LOAD= saved weights, or EXPORT=0")
+  Tensor.manual_seed(cfg["seed"])
+  np.random.seed(cfg["seed"])
+  try: model = build_model(**cfg["model"])
+  except (TypeError, KeyError, ValueError):
+    if not run["load"]: raise
+    raise UserError(f"LOAD={run['load']}: a checkpoint of another model (its knobs {json.dumps(cfg.get('model'))[:120]} do not build {name})") from None
+  if run["load"]: load_weights(model, run["load"])
+  X_train, Y_train, X_test, Y_test = load_mnist()
+  n_params = sum(p.numel() for p in get_parameters(model) if p.is_param)
+  print(f"{name}: {describe(cfg['model'])}, {n_params:,} parameters, device {Device.DEFAULT}")
+  if run["load"]: history = {"loss": [], "accuracy_curve": [], "train_seconds": training_info["seconds"], "final_loss": training_info["final_loss"]}
+  else:
+    history = train(model, cfg, X_train, Y_train, X_test, Y_test)
+    training_info = {"device": Device.DEFAULT, "seconds": round(history["train_seconds"], 2), "final_loss": history["final_loss"]}
+  if run["checkpoint"]:
+    save_checkpoint(model, cfg, training_info, run["checkpoint"])
+    print(f"checkpoint: {run['checkpoint']}")
+  report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
+  print(f"test accuracy: {report['accuracy']:.2f}% on all {X_test.shape[0]} test images")
+  if run["export"]: export_run(name, model, cfg, run, report, n_params, describe, training_info, X_train, X_test, Y_test)
+  result = {"name": name, "test_accuracy": report["accuracy"], "params": n_params, "device": Device.DEFAULT, "config": cfg,
+            "confusion": report["confusion"], **history}
+  if run["metrics"]:
+    try: Path(run["metrics"]).write_text(json.dumps(result))
+    except OSError as e: raise UserError(f"METRICS={run['metrics']}: could not write it ({e.strerror})") from None
+  return result
+
+def export_run(name:str, model, cfg:dict, run:dict, report:dict, n_params:int, describe, training_info:dict, X_train, X_test, Y_test):
+  """Round the weights to how they are stored, measure that model, and export it; the model it replaces and this one
+  are both named with their accuracy, so that a worse model never replaces a better one unnoticed."""
+  precision = {"weights_dtype": run["weights_dtype"]}
+  # the exported model is the one with the weights as stored: its accuracy is measured on exactly those
+  if round_weights(model, run["weights_dtype"]):
+    precision["test_accuracy_float32"] = report["accuracy"]
+    report.update(test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy()))
+    print(f"test accuracy: {report['accuracy']:.2f}% with the weights rounded to {run['weights_dtype']} as exported")
+  # TRAINER=1: a model the page trains from scratch, with the scripts' optimizer and schedule at this batch size
+  fit = {"optimizer": make_optimizer(model, cfg), "batch": cfg["batch_size"], "dropout": cfg["model"].get("dropout", 0.0),
+         "epochs": round(cfg["steps"] * cfg["batch_size"] / len(X_train), 2),
+         "schedule": {"optimizer": cfg["optimizer"], "kind": cfg["schedule"], "warmup": cfg["warmup"]}} if run["trainer"] else None
+  export_name = name + ("_trainer" if run["trainer"] else "")
+  before = previous_accuracy(run["out"] / export_name)
+  folder = export_model(model, export_name, run["out"], wasm_beam=run["wasm_beam"], weights_dtype=run["weights_dtype"],
+                        wasm_schedules=recorded_schedules(run["out"] / export_name), report=report, fit=fit,
+                        metadata={**precision, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
+  print(f"exported to {folder}/" + (f" (it replaced a model of {before:.2f}%, this one {report['accuracy']:.2f}%" +
+                                    ("; lower" if report["accuracy"] < before else "") + ")" if before is not None else ""))
+
+def previous_accuracy(folder:Path) -> float|None:
+  """The test accuracy of the model an export is about to replace, from its metadata (None if there is none)."""
+  try: return float(json.loads((folder / f"{folder.name}.json").read_text())["test_accuracy"])
+  except (OSError, ValueError, KeyError, TypeError): return None

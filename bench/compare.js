@@ -3,22 +3,18 @@
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
 // with the weights read from the exporter's safetensors file. Used by compare.html in Chromium (bench_vs_tfjs.py) and
 // by bench_gpu.mjs in Node.
-import { halfToFloat32 } from "../webapp/js/model_runtime.js";
+import { parseSafetensors, readSafetensors } from "../webapp/js/model_runtime.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
 
-function readSafetensors(bytes) {
-  const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-  const tensors = {};
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const { dtype, shape, data_offsets: [a, b] } = entry;
-    const raw = bytes.slice(8 + n + a, 8 + n + b).buffer;   // the exporter stores F16 (widened as the page does) or F32
-    if (dtype !== "F32" && dtype !== "F16") throw new Error(`${name}: ${dtype}`);
-    tensors[name] = { shape, data: dtype === "F16" ? halfToFloat32(new Uint16Array(raw)) : new Float32Array(raw) };
+/** Every tensor of an exported weights file as float32 (the exporter stores F16, widened as the page does, or F32). */
+function weightsOf(bytes) {
+  const { tensors } = parseSafetensors(bytes), tensor = readSafetensors(bytes), out = {};
+  for (const [name, { shape }] of tensors) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    out[name] = { shape, data: new Float32Array(tensor(name, 4 * n).slice().buffer) };
   }
-  return tensors;
+  return out;
 }
 
 // the two architectures of mnist_mlp.py and mnist_convnet.py (ReLU), layer by layer from the state dict's names
@@ -89,7 +85,7 @@ export async function compare({ names, n, images, tf, gpu, bytes, tfBackends }) 
         result[`ours-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
     }
-    const weights = readSafetensors(weightBytes);
+    const weights = weightsOf(weightBytes);
     for (const backend of tfBackends) {
       try {
         if (!(await tf.setBackend(backend))) throw new Error("backend failed to initialise");

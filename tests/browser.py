@@ -20,9 +20,11 @@ class _Server(http.server.ThreadingHTTPServer):
 class Server:
   """What the test server saw and how it misbehaves: `requests` lists every GET path (no query); a file named in
   `break_after` is sent with its full Content-Length but only that many bytes before the connection is closed (once,
-  for a name also in `break_once`); while
-  `offline` is set, every request is dropped unanswered (as if the network were gone: in any browser engine)."""
-  def __init__(self): self.requests, self.break_after, self.break_once, self.offline = [], {}, set(), False
+  for a name also in `break_once`); a file named in `bad` is answered with other bytes: "flipped" (its own, one byte
+  changed, status 200), "html" (an error page with status 200, as a proxy or a captive portal sends) or "500" (a server
+  error); while `offline` is set, every request is dropped unanswered (as if the network were gone: in any browser
+  engine)."""
+  def __init__(self): self.requests, self.break_after, self.break_once, self.bad, self.offline = [], {}, set(), {}, False
 
 @contextlib.contextmanager
 def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Server|None=None):
@@ -45,6 +47,11 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
       if path.endswith("/__blank.html"): return self.page(b'<!doctype html><meta charset="utf-8"><title>blank</title>')
       seen.requests.append(path)
       name = path.rsplit("/", 1)[-1]
+      if name in seen.bad:
+        data = Path(self.translate_path(path)).read_bytes()
+        data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1:] if seen.bad[name] == "flipped" \
+          else b"<!doctype html><title>502</title><p>Bad gateway</p>"
+        return self.send_error(500) if seen.bad[name] == "500" else self.page(data)
       limit = seen.break_after.pop(name, None) if name in seen.break_once else seen.break_after.get(name)
       if limit is None: return super().do_GET()
       data = Path(self.translate_path(path)).read_bytes()
@@ -62,8 +69,8 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
       self.page((f'<!doctype html><meta charset="utf-8"><style>html,body{{margin:0}}iframe{{display:block;border:0}}</style>'
                  f'<iframe src="./" width="{q["w"]}" height="{q["h"]}"></iframe>').encode())
     def page(self, body:bytes):
-      """An HTML page made here: __blank.html is an empty page of the site's origin, for tests that load a model's module
-      themselves (the app would load and time every model meanwhile)."""
+      """A 200 answer of `body` as HTML: __blank.html (an empty page of the site's origin, for tests that load a model's
+      module themselves; the app would load and time every model meanwhile), the viewport frame, and bad answers."""
       self.send_response(200)
       self.send_header("Content-Type", "text/html")
       self.send_header("Content-Length", str(len(body)))
@@ -86,11 +93,31 @@ def _playwright():
   atexit.register(driver.stop)
   return driver
 
+class CSPBypassing:
+  """A browser whose pages ignore the app's Content-Security-Policy: Playwright's in-page waits (wait_for_function)
+  evaluate strings, which the policy forbids ('unsafe-eval'). The app itself runs the same either way; the tests of
+  the policy use `unwrapped` (test_integrity.py), and wait from outside the page (wait_in_page)."""
+  def __init__(self, browser): self.unwrapped = browser
+  def new_page(self, **options): return self.unwrapped.new_page(bypass_csp=True, **options)
+  def new_context(self, **options): return self.unwrapped.new_context(bypass_csp=True, **options)
+  def __getattr__(self, name): return getattr(self.unwrapped, name)
+
 @contextlib.contextmanager
-def chromium(webgpu:bool=True):
-  browser = _playwright().chromium.launch(executable_path=CHROMIUM, args=WEBGPU_ARGS if webgpu else NO_WEBGPU_ARGS)
-  try: yield browser
+def chromium(webgpu:bool=True, extra_args:tuple=()):
+  browser = _playwright().chromium.launch(executable_path=CHROMIUM, args=[*(WEBGPU_ARGS if webgpu else NO_WEBGPU_ARGS), *extra_args])
+  try: yield CSPBypassing(browser)
   finally: browser.close()
+
+def wait_in_page(page, expression:str, timeout:float=60, arg=None):
+  """Until the JS `expression` (a function of `arg`) is truthy, polled from outside the page: under the app's CSP,
+  where Playwright's wait_for_function cannot evaluate a string. Returns its value."""
+  import time
+  end = time.monotonic() + timeout
+  while True:
+    value = page.evaluate(f"(arg) => ({expression})", arg)
+    if value: return value
+    if time.monotonic() > end: raise TimeoutError(f"timed out after {timeout} s waiting for: {expression}")
+    time.sleep(0.05)
 
 def open_app(browser, url:str, viewport=(1440, 900), wait_ready:bool=True):
   page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})

@@ -67,6 +67,8 @@ def _ink_at(page, fx, fy):
     "(c, [fx, fy]) => c.getContext('2d').getImageData(Math.floor(fx * c.width), Math.floor(fy * c.height), 1, 1).data[0]", [fx, fy])
 
 def _stroke(page, fx0, fy0, fx1, fy1):
+  # once settled: the no-WebGPU notice, shown then, moves the canvas down (a stroke under way would miss it)
+  page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
   box = page.get_by_test_id("canvas").bounding_box()
   page.mouse.move(box["x"] + fx0 * box["width"], box["y"] + fy0 * box["height"])
   page.mouse.down()

@@ -43,9 +43,9 @@ def test_export_files_and_metadata(quick_exports, name):
   assert "enable f16" not in js and "shader-f16" not in js and meta["weights_sha256"] in js
   wasm = (folder / f"{name}.wasm").read_bytes()
   assert wasm[:4] == b"\0asm" and hashlib.sha256(wasm).hexdigest() in js
-  # the page asks for each file by its content hash
-  for key, short in meta["files"].items():
-    assert hashlib.sha256((folder / f"{name}.{suffixes[key]}").read_bytes()).hexdigest()[:16] == short, key
+  # the page asks for each file by its SHA-256, and checks it against it (so does the service worker)
+  for key, sha256 in meta["files"].items():
+    assert hashlib.sha256((folder / f"{name}.{suffixes[key]}").read_bytes()).hexdigest() == sha256, key
   assert meta["backends"] == ["webgpu", "wasm"]
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])

@@ -78,10 +78,13 @@ def test_the_page_requests_nothing_from_other_origins(app_url, chromium_browser,
   assert requested and all(u.startswith(origin) or u.startswith("data:") for u in requested), [u for u in requested if not u.startswith(origin)]
   shell = sum((ROOT / "webapp" / p).stat().st_size for p in ("index.html", "css/app.css"))
   js = lambda modules: sum((ROOT / "webapp" / "js" / m).stat().st_size for m in modules)
-  assert shell + js(_static_modules()) <= 100 * 1024      # what a first visit loads before any model (no weights)
+  # what a first visit loads before any model (no weights); 110 KB since the page checks each module before it imports
+  # it (verify.js) and builds every node from code (dom.js): 4.5 KB
+  assert shell + js(_static_modules()) <= 110 * 1024
   # and with every panel's code, loaded on demand: the trainer brought its own (trainer, fit, its worker, the data, the
-  # charts: 40 KB) and the model runtime, which the page imports itself only there (27 KB)
-  assert shell + js(_page_modules()) <= 200 * 1024
+  # charts: 40 KB) and the model runtime, which the page imports itself only there (38 KB, with the reader that decides
+  # safetensors files as the reference does and the SHA-256 for pages without crypto.subtle)
+  assert shell + js(_page_modules()) <= 220 * 1024
 
 def test_the_offline_cache_lists_every_file_the_page_needs():
   """sw.js precaches a fixed list: it must name every shell file and exactly the models the page loads."""
@@ -90,8 +93,12 @@ def test_the_offline_cache_lists_every_file_the_page_needs():
   shell = set(strings("SHELL", sw))
   webapp = ROOT / "webapp"
   samples = {p.relative_to(webapp).as_posix() + ("/" if p.is_dir() else "") for p in (webapp / "samples").iterdir()}
-  needed = {"./", "css/app.css", *(f"js/{m}" for m in _page_modules()), *samples}
-  assert shell | set(strings("LATER", sw)) == needed and not shell & set(strings("LATER", sw))
+  # what index.html itself asks for (its icon, its classic script), the modules, and every digit file: the index and the
+  # files "Try a sample" draws precached by their hash (SAMPLES), the rest when first used (LATER)
+  linked = set(re.findall(r'(?:href|src)="((?!#)[^":]+)"', (webapp / "index.html").read_text()))
+  needed = {"./", *linked, *(f"js/{m}" for m in _page_modules()), *samples}
+  precached = shell | {"samples/index.json"} | {f"samples/{name}" for name in strings("SAMPLES", sw)}
+  assert precached | set(strings("LATER", sw)) == needed and not precached & set(strings("LATER", sw))
   assert all((webapp / f).is_file() for f in shell - {"./"})
   models_js = (webapp / "js" / "models.js").read_text()
   assert strings("MODELS", sw) == strings("MODEL_NAMES", models_js)

@@ -7,7 +7,8 @@ import { readFileSync, existsSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { readSafetensors, writeSafetensors, halfToFloat32, checkArena, serialised, createModel, sha256Hex, ModelFileError, initialWeights, randomBits } from "../../webapp/js/model_runtime.js";
+import { createHash } from "node:crypto";
+import { readSafetensors, writeSafetensors, halfToFloat32, checkArena, serialised, createModel, sha256Hex, sha256, ModelFileError, initialWeights, randomBits } from "../../webapp/js/model_runtime.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -52,6 +53,8 @@ test("safetensors: malformed files are clear errors", () => {
   throwsFile(() => readSafetensors(new Uint8Array(5)), /truncated/);
   const tooLong = good.slice();
   new DataView(tooLong.buffer).setBigUint64(0, 1n << 40n, true);
+  throwsFile(() => readSafetensors(tooLong), /header over 100 MB/);
+  new DataView(tooLong.buffer).setBigUint64(0, 1000n, true);
   throwsFile(() => readSafetensors(tooLong), /truncated or not safetensors/);
   const notJson = good.slice();
   notJson[8] = 0x7b; notJson[9] = 0x7b;                                   // "{{"
@@ -61,8 +64,10 @@ test("safetensors: malformed files are clear errors", () => {
   throwsFile(() => tensor("missing", 4), /no tensor "missing"/);
   throwsFile(() => tensor("a", 8), /corrupt tensor "a"/);                  // the plan expects another size
   throwsFile(() => tensor("__metadata__", 4), /no tensor/);
-  const outside = readSafetensors(safetensors({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, new Uint8Array(4)));
-  throwsFile(() => outside("a", 8), /corrupt tensor/);
+  throwsFile(() => readSafetensors(safetensors({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] } }, new Uint8Array(4))), /truncated/);
+  throwsFile(() => readSafetensors(safetensors({ a: { dtype: "F32", shape: [2], data_offsets: [0, 4] } }, new Uint8Array(4))), /does not match its shape/);
+  throwsFile(() => readSafetensors(safetensors({ a: { dtype: "F32", shape: [1], data_offsets: [0, 4] } }, new Uint8Array(8))), /data past its last tensor/);
+  throwsFile(() => readSafetensors(safetensors({ a: { dtype: "F32", shape: [1], data_offsets: [4, 8] } }, new Uint8Array(8))), /overlap or leave gaps/);
   const odd = readSafetensors(safetensors({ a: { dtype: "I64", shape: [1], data_offsets: [0, 8] } }, new Uint8Array(8)));
   throwsFile(() => odd("a", 8), /corrupt tensor/);
 });
@@ -136,7 +141,7 @@ test("the same weights given to two loads are hashed once; a changed file is ref
     await assert.rejects(model.load("wasm", changed, { wasm }), (e) => e.name === "ModelFileError" && /sha256 mismatch/.test(e.message));
     const tampered = wasm.slice();
     tampered[tampered.length - 1] ^= 1;
-    await assert.rejects(model.load("wasm", weights, { wasm: tampered }), /WebAssembly module is not the one/);
+    await assert.rejects(model.load("wasm", weights, { wasm: tampered }), /WebAssembly module mnist_convnet.wasm is not the one/);
   } finally { crypto.subtle.digest = digest; }
 });
 
@@ -217,4 +222,26 @@ test("fresh weights: the same seed repeats, another differs, each tensor in its 
   assert.ok(Math.abs(mean) < 0.002 && Math.abs(std - 0.2 / Math.sqrt(12)) < 0.001, `${mean} ${std}`);
   const bits = randomBits(1), seen = new Set(Array.from({ length: 1000 }, bits));
   assert.equal(seen.size, 1000);
+});
+
+test("the JavaScript SHA-256 (where crypto.subtle is missing) gives FIPS 180-4's vectors and node's digest at every padding boundary", () => {
+  const hex = (b) => Buffer.from(b).toString("hex"), ascii = (s) => new TextEncoder().encode(s);
+  assert.equal(hex(sha256(new Uint8Array(0))), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  assert.equal(hex(sha256(ascii("abc"))), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  assert.equal(hex(sha256(ascii("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))),
+               "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  assert.equal(hex(sha256(new Uint8Array(1_000_000).fill(0x61))), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  for (const n of [1, 55, 56, 57, 63, 64, 65, 119, 120, 127, 128, 1000, 65_537]) {
+    const bytes = Uint8Array.from({ length: n }, (_, i) => (i * 131 + n) & 0xff);
+    assert.equal(hex(sha256(bytes)), createHash("sha256").update(bytes).digest("hex"), `${n} bytes`);
+  }
+});
+
+test("sha256Hex never skips the check: without crypto.subtle it hashes in JavaScript", async () => {
+  const bytes = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff), want = createHash("sha256").update(bytes).digest("hex");
+  const subtle = Object.getOwnPropertyDescriptor(globalThis, "crypto");
+  Object.defineProperty(globalThis, "crypto", { value: {}, configurable: true });   // an insecure context: no crypto.subtle
+  try { assert.equal(await sha256Hex(bytes), want); }
+  finally { Object.defineProperty(globalThis, "crypto", subtle); }
+  assert.equal(await sha256Hex(bytes), want);
 });

@@ -4,6 +4,7 @@
 
 export const INK_SIZE = 280;
 const INK = "#fff", PAPER = "#000";
+export const UNDO_STEPS = 100;   // actions kept for undo, beyond those the drawing on screen is made of
 
 export class DrawingPad extends EventTarget {
   constructor(canvas) {
@@ -44,8 +45,16 @@ export class DrawingPad extends EventTarget {
   clear() {
     if (this.strokes.length === 0) return;
     this.actions.push({ type: "clear" });
+    this.#trim();
     this.#redraw();
     this.#changed(true);
+  }
+
+  /** A long visit keeps a bounded history: the oldest actions go, never one that the drawing on screen is made of. */
+  #trim() {
+    const lastClear = this.actions.findLastIndex((a) => a.type === "clear");
+    const excess = Math.min(this.actions.length - UNDO_STEPS, lastClear + 1);
+    if (excess > 0) this.actions.splice(0, excess);
   }
 
   /** Paint a 28x28 grayscale image (values 0-255, white on black) scaled onto the canvas, as one undoable action. */
@@ -56,6 +65,7 @@ export class DrawingPad extends EventTarget {
     pixels.forEach((v, i) => data.data.set([v, v, v, 255], i * 4));
     ctx.putImageData(data, 0, 0);
     this.actions.push({ type: "clear" }, { type: "image", tool: "pen", image: small, pixels: Uint8Array.from(pixels) });
+    this.#trim();
     this.#redraw();
     this.#changed(true);
   }
@@ -94,6 +104,7 @@ export class DrawingPad extends EventTarget {
     try { this.canvas.setPointerCapture(e.pointerId); } catch { /* drawn without capture */ }
     this.current = { type: "stroke", tool: this.tool, width: this.brush, points: [this.#point(e)], pointerId: e.pointerId };
     this.actions.push(this.current);
+    this.#trim();
     this.#paintSegment(this.current, 0);
     this.#changed(false);
   }

@@ -9,11 +9,9 @@ import { fromMnist } from "./preprocess.js";
 export const STEPS = 60;
 const SIZE = 784, YOURS_PER_BATCH = 0.25;   // a quarter of each batch is the visitor's: enough to learn them, little forgetting
 
-/** The page's MNIST digits for fine-tuning (samples/finetune.bin, written by mnist_data.py). */
-export async function loadSamples(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`finetune.bin: HTTP ${response.status}`);
-  const bytes = new Uint8Array(await response.arrayBuffer()), view = new DataView(bytes.buffer);
+/** The page's MNIST digits for fine-tuning (samples/finetune.bin, written by mnist_data.py), from `bytes` it checked. */
+export function loadSamples(bytes) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const nReplay = bytes.length >= 8 ? view.getUint32(0, true) : 0, nHeldOut = bytes.length >= 8 ? view.getUint32(4, true) : 0;
   if (!nReplay || bytes.length !== 8 + (nReplay + nHeldOut) * (SIZE + 1)) throw new Error("finetune.bin is truncated or damaged");
   let at = 8;

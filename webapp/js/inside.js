@@ -1,6 +1,8 @@
 // Inside the model, loaded on demand: what each layer computes for the drawing on the canvas (live), and the learned
 // weights of the first layer. The layers and their shapes come from the model's metadata (the exporter's taps).
 
+import { h } from "./dom.js";
+
 const MAX_UNITS_SHOWN = 64;   // the MLP's first layer has 1 024 units of 784 weights each: a sample of them
 
 // values -> grey levels, 0 black; negative values (logits, weights) in a second hue
@@ -60,17 +62,11 @@ export class InsideView {
   show(model, weightsTensor) {
     if (this.shownFor === model.name) return;
     this.shownFor = model.name;
-    this.activations.replaceChildren(...model.meta.taps.map((tap) => {
-      const figure = document.createElement("figure");
-      figure.className = "min-w-0";
-      figure.dataset.layer = tap.name;
-      figure.dataset.mean = "";
-      figure.innerHTML = `<canvas class="pixelated w-full rounded bg-black" role="img"></canvas>
-        <figcaption class="mt-1 text-xs text-slate-600 dark:text-slate-400"><span class="font-medium text-slate-800 dark:text-slate-200">${tap.name}</span>
-        · ${describe(tap.shape)} · <span data-summary>–</span></figcaption>`;
-      figure.querySelector("canvas").setAttribute("aria-label", `Activations of layer ${tap.name}: ${describe(tap.shape)}`);
-      return figure;
-    }));
+    this.activations.replaceChildren(...model.meta.taps.map((tap) => h("figure", { class: "min-w-0", dataset: { layer: tap.name, mean: "" } },
+      h("canvas", { class: "pixelated w-full rounded bg-black", role: "img", "aria-label": `Activations of layer ${tap.name}: ${describe(tap.shape)}` }),
+      h("figcaption", { class: "mt-1 text-xs text-slate-600 dark:text-slate-400" },
+        h("span", { class: "font-medium text-slate-800 dark:text-slate-200" }, tap.name), ` · ${describe(tap.shape)} · `,
+        h("span", { "data-summary": true }, "–")))));
     this.showWeights(model, weightsTensor);
   }
 
@@ -112,12 +108,9 @@ export class InsideView {
       for (let u = 0; u < shown; u++) maps.values.set(data.subarray(u * stride * inputs, (u * stride + 1) * inputs), u * inputs);
       caption = `${shown} of the first layer's ${out} units (${first.weight}), each unit's 784 weights as a 28×28 image`;
     }
-    const figure = document.createElement("figure");
-    figure.innerHTML = `<canvas class="pixelated w-full max-w-md rounded bg-black" role="img"></canvas>
-      <figcaption class="mt-1 text-xs text-slate-600 dark:text-slate-400"></figcaption>`;
-    figure.querySelector("figcaption").textContent = `${caption}. Orange: positive weights, blue: negative.`;
-    figure.querySelector("canvas").setAttribute("aria-label", caption);
-    drawMaps(figure.querySelector("canvas"), maps.values, maps.count, maps.h, maps.w, true);
-    this.weights.replaceChildren(figure);
+    const canvas = h("canvas", { class: "pixelated w-full max-w-md rounded bg-black", role: "img", "aria-label": caption });
+    drawMaps(canvas, maps.values, maps.count, maps.h, maps.w, true);
+    this.weights.replaceChildren(h("figure", {}, canvas,
+      h("figcaption", { class: "mt-1 text-xs text-slate-600 dark:text-slate-400" }, `${caption}. Orange: positive weights, blue: negative.`)));
   }
 }

@@ -5,6 +5,8 @@ import { preprocess, fromMnist } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
 import { ModelRuntime, BACKEND_NAMES, median } from "./models.js";
 import { Teacher } from "./teach.js";
+import { sampleFile } from "./verify.js";
+import { h } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -98,11 +100,11 @@ function updateReadiness() {
   document.body.dataset.settled = String(runtime.settled);   // every backend tried, timed and chosen
   document.body.dataset.finetuned = String(ready && Boolean(teacher.summary(m)));
   $("reset-model").disabled = !teacher.summary(m);
-  if (m.error) setStatus(`Error: ${m.name} failed to load`, "error");
+  if (m.error) { setStatus(`Error: ${m.name} failed to load`, "error"); clearAnswer(); }
   else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
   else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${labelOf(m)}… ${percent(m.progress)}%`);
   else setStatus("Loading models…");
-  ui.noWebGPU.hidden = !(runtime.settled && runtime.gpuError);
+  ui.noWebGPU.hidden = !runtime.gpuError;   // as soon as it is known, so that it moves the page early rather than mid-drawing
   describeModels();
   describeBackends();
   if (ready) schedule();
@@ -137,15 +139,12 @@ function showDownloads() {
 }
 
 function downloadRow(m) {
-  const row = document.createElement("div");
-  row.dataset.model = m.name;
-  row.dataset.testid = `download-${m.name}`;
-  row.className = "flex flex-wrap items-center gap-x-3 gap-y-1";
-  row.innerHTML = `<span class="w-28 font-medium">${labelOf(m)} model</span>
-    <progress class="h-2 w-40 accent-indigo-600" aria-label="Downloading the ${labelOf(m)} model"></progress>
-    <span data-text class="tabular-nums"></span>
-    <button type="button" class="tool min-h-0 py-1 text-xs" data-testid="retry-${m.name}">Retry</button>`;
-  row.querySelector("button").addEventListener("click", () => runtime.retry(m.name).catch((e) => setStatus(`Error: ${e.message ?? e}`, "error")));
+  const row = h("div", { class: "flex flex-wrap items-center gap-x-3 gap-y-1", dataset: { model: m.name, testid: `download-${m.name}` } },
+    h("span", { class: "w-28 font-medium" }, `${labelOf(m)} model`),
+    h("progress", { class: "h-2 w-40 accent-indigo-600", "aria-label": `Downloading the ${labelOf(m)} model` }),
+    h("span", { "data-text": true, class: "tabular-nums" }),
+    h("button", { type: "button", class: "tool min-h-0 py-1 text-xs", dataset: { testid: `retry-${m.name}` },
+                  onclick: () => runtime.retry(m.name).catch((e) => setStatus(`Error: ${e.message ?? e}`, "error")) }, "Retry"));
   ui.downloads.append(row);
   return row;
 }
@@ -160,7 +159,7 @@ function onRuntimeChange(event) {
     // the default model failed while another loaded: switch to a working one rather than show nothing (never away from
     // a model the visitor picked: they see why it failed)
     const m = selected();
-    if (m.error && !m.retryable && !visitorChoseModel) {
+    if (m.error && !visitorChoseModel) {
       const working = [...runtime.models.values()].find((x) => x.run);
       if (working) ui.modelSelect.value = working.name;
     }
@@ -210,6 +209,15 @@ function drawPreview(image) {
 function softmax(logits) {
   const max = Math.max(...logits), exps = Array.from(logits, (v) => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b, 0);
   return exps.map((v) => v / sum);
+}
+
+/** No answer on screen (the selected model cannot run): nothing another model read stays up as if it were this one's. */
+function clearAnswer() {
+  ui.prediction.textContent = "";
+  ui.confidence.textContent = "–";
+  ui.inference.textContent = "–";
+  chart.update(null);
+  announce("");
 }
 
 function showEmpty() {
@@ -353,10 +361,7 @@ let samples = null;
 async function drawSample() {
   inputsOnTheirWay++;
   document.body.dataset.busy = "true";
-  samples ??= fetch(new URL("../samples/mnist_test_samples.bin", import.meta.url)).then((r) => {
-    if (!r.ok) throw new Error(`samples: HTTP ${r.status}`);
-    return r.arrayBuffer();
-  }).then((b) => new Uint8Array(b));
+  samples ??= sampleFile("mnist_test_samples.bin");
   try {
     const bytes = await samples, i = Math.floor(Math.random() * 100);
     pad.drawImage(bytes.subarray(100 + i * 784, 100 + (i + 1) * 784));

@@ -25,10 +25,48 @@ export class ModelFileError extends Error {
   constructor(message) { super(message); this.name = "ModelFileError"; }
 }
 
+/** The hex SHA-256 of `bytes`: the browser's own (crypto.subtle) where the page has it, else sha256 below, so that a
+ *  check never falls away (crypto.subtle exists only in secure contexts: a page served over plain http from a LAN
+ *  address has WebAssembly but not it). */
 export async function sha256Hex(bytes) {
-  if (!globalThis.crypto?.subtle) return null;   // only in insecure contexts, where WebGPU is missing anyway
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const digest = globalThis.crypto?.subtle ? new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)) : sha256(bytes);
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const K256 = Uint32Array.from(("428a2f98 71374491 b5c0fbcf e9b5dba5 3956c25b 59f111f1 923f82a4 ab1c5ed5 d807aa98 12835b01 243185be 550c7dc3 " +
+  "72be5d74 80deb1fe 9bdc06a7 c19bf174 e49b69c1 efbe4786 0fc19dc6 240ca1cc 2de92c6f 4a7484aa 5cb0a9dc 76f988da 983e5152 a831c66d b00327c8 " +
+  "bf597fc7 c6e00bf3 d5a79147 06ca6351 14292967 27b70a85 2e1b2138 4d2c6dfc 53380d13 650a7354 766a0abb 81c2c92e 92722c85 a2bfe8a1 a81a664b " +
+  "c24b8b70 c76c51a3 d192e819 d6990624 f40e3585 106aa070 19a4c116 1e376c08 2748774c 34b0bcb5 391c0cb3 4ed8aa4a 5b9cca4f 682e6ff3 748f82ee " +
+  "78a5636f 84c87814 8cc70208 90befffa a4506ceb bef9a3f7 c67178f2").split(" "), (h) => parseInt(h, 16));
+
+/** SHA-256 (FIPS 180-4) in JavaScript: the digest of `bytes` as 32 bytes. */
+export function sha256(bytes) {
+  const h = Uint32Array.of(0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19);
+  const padded = new Uint8Array(Math.ceil((bytes.length + 9) / 64) * 64);
+  padded.set(bytes);
+  padded[bytes.length] = 0x80;
+  const tail = new DataView(padded.buffer, padded.length - 8);
+  tail.setUint32(0, Math.floor(bytes.length / 2 ** 29));   // the length in bits, big-endian
+  tail.setUint32(4, (bytes.length * 8) >>> 0);
+  const words = new DataView(padded.buffer), w = new Uint32Array(64);
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  for (let block = 0; block < padded.length; block += 64) {
+    for (let i = 0; i < 16; i++) w[i] = words.getUint32(block + 4 * i);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3), s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+    }
+    let a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (let i = 0; i < 64; i++) {
+      const t1 = (k + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i]) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      k = g; g = f; f = e; e = (d + t1) >>> 0; d = c; c = b; b = a; a = (t1 + t2) >>> 0;
+    }
+    h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+  }
+  const out = new Uint8Array(32), view = new DataView(out.buffer);
+  h.forEach((v, i) => view.setUint32(4 * i, v));
+  return out;
 }
 
 // float16 -> float32 through a table of all 65 536 halves: the weights are stored as float16 (half the download), the
@@ -51,28 +89,139 @@ export function halfToFloat32(halves) {
   return out;
 }
 
-/** safetensors: an 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, then the data.
- *  Returns tensor(name, float32Bytes) -> the tensor as float32 bytes (F32 as stored, F16 widened). */
-export function readSafetensors(bytes, what = "weights file") {
+// safetensors as its reference reader (the Rust crate behind Python's safetensors) decides it, so that the page accepts
+// exactly the files tinygrad and Python would: a header of at most 100 MB, valid UTF-8 JSON (serde_json's grammar: no
+// byte-order mark, integers for sizes, a nesting depth of at most 128), {name: {dtype, shape, data_offsets}} with an
+// optional "__metadata__" of strings, and tensors that tile the data exactly: sorted by offset, each starting where the
+// last one ended, each as long as its shape and dtype say, the last ending at the end of the file.
+const MAX_HEADER = 100_000_000, MAX_DEPTH = 128;
+const DTYPE_BITS = { BOOL: 8, F4: 4, F6_E2M3: 6, F6_E3M2: 6, U8: 8, I8: 8, F8_E5M2: 8, F8_E4M3: 8, F8_E8M0: 8, F8_E4M3FNUZ: 8, F8_E5M2FNUZ: 8,
+                     I16: 16, U16: 16, F16: 16, BF16: 16, I32: 32, U32: 32, F32: 32, C64: 64, F64: 64, I64: 64, U64: 64 };
+const U64_MAX = (1n << 64n) - 1n;
+
+/** JSON as serde_json reads it into safetensors' types: whole numbers that fit a u64 become BigInts, any other number
+ *  (a sign, a fraction, an exponent, or too big) becomes NaN, which no size or offset accepts. */
+function parseHeaderJson(text) {
+  let i = 0;
+  const fail = () => { throw new SyntaxError(`invalid JSON at ${i}`); };
+  const space = () => { while (i < text.length && " \t\n\r".includes(text[i])) i++; };
+  const value = (depth) => {
+    space();
+    const c = text[i];
+    if (c === "{" || c === "[") {
+      if (depth >= MAX_DEPTH) fail();
+      const object = c === "{", out = object ? new Map() : [];
+      i++;
+      space();
+      if (text[i] === (object ? "}" : "]")) { i++; return out; }
+      for (;;) {
+        if (object) {
+          space();
+          if (text[i] !== '"') fail();
+          const key = string();
+          space();
+          if (text[i++] !== ":") fail();
+          out.set(key, value(depth + 1));   // a repeated key: the last one counts, as in serde_json's maps
+        } else out.push(value(depth + 1));
+        space();
+        if (text[i] === ",") { i++; continue; }
+        if (text[i++] === (object ? "}" : "]")) return out;
+        fail();
+      }
+    }
+    if (c === '"') return string();
+    for (const [word, v] of [["true", true], ["false", false], ["null", null]]) if (text.startsWith(word, i)) { i += word.length; return v; }
+    const number = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(text.slice(i, i + 400));
+    if (!number) fail();
+    i += number[0].length;
+    if (number[0][0] === "-" || number[2] || number[3]) return NaN;
+    const n = BigInt(number[0]);
+    return n > U64_MAX ? NaN : n;
+  };
+  const string = () => {
+    let out = "";
+    for (i++; ; ) {
+      const c = text[i++];
+      if (c === undefined) fail();
+      if (c === '"') return out;
+      if (c < " ") fail();   // control characters must be escaped
+      if (c !== "\\") { out += c; continue; }
+      const e = text[i++];
+      if (e === "u") {
+        const unit = () => { const h = text.slice(i, i + 4); if (!/^[0-9a-fA-F]{4}$/.test(h)) fail(); i += 4; return parseInt(h, 16); };
+        let u = unit();
+        if (u >= 0xdc00 && u <= 0xdfff) fail();   // a lone trailing surrogate
+        if (u >= 0xd800 && u <= 0xdbff) {         // a leading one needs its trailing half
+          if (text.slice(i, i + 2) !== "\\u") fail();
+          i += 2;
+          const low = unit();
+          if (low < 0xdc00 || low > 0xdfff) fail();
+          out += String.fromCharCode(u, low);
+          continue;
+        }
+        out += String.fromCharCode(u);
+      } else if (e in JSON_ESCAPES) out += JSON_ESCAPES[e];
+      else fail();
+    }
+  };
+  const result = value(1);
+  space();
+  if (i !== text.length) fail();   // trailing characters
+  return result;
+}
+const JSON_ESCAPES = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" };
+
+/** The header of a safetensors file, checked as the reference reader checks it: { tensors: Map(name -> { dtype, shape,
+ *  begin, end }), metadata, dataStart }; a file it would refuse throws ModelFileError, naming `what`. */
+export function parseSafetensors(bytes, what = "weights file") {
   const fail = (m) => new ModelFileError(`${what} ${m}`);
-  if (bytes.byteLength < 8) throw fail("is truncated");
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
-  if (headerLength > BigInt(bytes.byteLength - 8)) throw fail("is truncated or not safetensors");
+  if (bytes.byteLength < 8) throw fail("is truncated (not safetensors)");
+  const size = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (size > BigInt(MAX_HEADER)) throw fail("has a header over 100 MB (not safetensors)");
+  if (8n + size > BigInt(bytes.byteLength)) throw fail("is truncated or not safetensors");
   let header;
-  try { header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + Number(headerLength)))); }
+  try { header = parseHeaderJson(new TextDecoder("utf-8", { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + Number(size)))); }
   catch { throw fail("has a header that is not valid safetensors JSON"); }
-  if (header === null || typeof header !== "object" || Array.isArray(header)) throw fail("has a header that is not a JSON object");
-  const data = bytes.subarray(8 + Number(headerLength));
-  tensor.shape = (name) => (name !== "__metadata__" && Array.isArray(header[name]?.shape) ? header[name].shape : null);
+  if (!(header instanceof Map)) throw fail("has a header that is not a JSON object");
+  const tensors = new Map(), isSize = (v) => typeof v === "bigint";
+  let metadata = null;
+  for (const [name, entry] of header) {
+    if (name === "__metadata__") {
+      if (entry !== null && !(entry instanceof Map && [...entry.values()].every((v) => typeof v === "string"))) throw fail("has metadata that is not text");
+      metadata = entry && Object.fromEntries(entry);
+      continue;
+    }
+    const [dtype, shape, offsets] = entry instanceof Map ? ["dtype", "shape", "data_offsets"].map((k) => entry.get(k)) : [];
+    if (!(dtype in DTYPE_BITS) || !Object.hasOwn(DTYPE_BITS, dtype) || !Array.isArray(shape) || !shape.every(isSize) ||
+        !Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSize)) throw fail(`has a malformed entry for "${name}"`);
+    tensors.set(name, { dtype, shape, begin: offsets[0], end: offsets[1] });
+  }
+  const sorted = [...tensors].sort(([, a], [, b]) => (a.begin !== b.begin ? (a.begin < b.begin ? -1 : 1) : a.end < b.end ? -1 : a.end > b.end ? 1 : 0));
+  let at = 0n;
+  for (const [name, t] of sorted) {
+    if (t.begin !== at || t.end < t.begin) throw fail(`has tensors that overlap or leave gaps ("${name}")`);
+    const elements = t.shape.reduce((a, b) => a * b, 1n), bits = elements * BigInt(DTYPE_BITS[t.dtype]);
+    if (elements > U64_MAX || bits > U64_MAX) throw fail(`has a tensor too large to exist ("${name}")`);
+    if (bits % 8n || bits / 8n !== t.end - t.begin) throw fail(`has a tensor whose size does not match its shape ("${name}")`);
+    at = t.end;
+  }
+  if (8n + size + at !== BigInt(bytes.byteLength)) throw fail("is truncated or has data past its last tensor");
+  for (const t of tensors.values()) Object.assign(t, { shape: t.shape.map(Number), begin: Number(t.begin), end: Number(t.end) });
+  return { tensors, metadata, dataStart: 8 + Number(size) };
+}
+
+/** The weights in a safetensors file (parseSafetensors). Returns tensor(name, float32Bytes) -> the tensor as float32
+ *  bytes (F32 as stored, F16 widened), checked to hold `float32Bytes`; tensor.shape(name) -> its shape or null. */
+export function readSafetensors(bytes, what = "weights file") {
+  const { tensors, dataStart } = parseSafetensors(bytes, what), fail = (m) => new ModelFileError(`${what} ${m}`);
+  tensor.shape = (name) => tensors.get(name)?.shape ?? null;
   return tensor;
   function tensor(name, float32Bytes) {
-    const entry = header[name];
-    if (!entry || name === "__metadata__") throw fail(`has no tensor "${name}"`);
-    const [begin, end] = Array.isArray(entry.data_offsets) ? entry.data_offsets : [];
+    const entry = tensors.get(name);
+    if (!entry) throw fail(`has no tensor "${name}"`);
     const itemSize = { F32: 4, F16: 2 }[entry.dtype];
-    if (!itemSize || !Number.isInteger(begin) || !Number.isInteger(end) || begin < 0 || end > data.byteLength ||
-        (end - begin) * (4 / itemSize) !== float32Bytes) throw fail(`has a corrupt tensor "${name}"`);
-    const raw = data.subarray(begin, end);
+    if (!itemSize || (entry.end - entry.begin) * (4 / itemSize) !== float32Bytes) throw fail(`has a corrupt tensor "${name}"`);
+    const raw = bytes.subarray(dataStart + entry.begin, dataStart + entry.end);
     if (itemSize === 4) return raw;
     const halves = new Uint16Array(raw.slice().buffer);   // a copy: the data may not be 2-byte aligned
     return new Uint8Array(halfToFloat32(halves).buffer);
@@ -98,6 +247,12 @@ export function writeSafetensors(tensors, metadata = {}) {
   for (const { data } of tensors) { bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), offset); offset += data.byteLength; }
   return bytes;
 }
+
+// the smallest module that uses a SIMD instruction (v128.const, i32x4.extract_lane): a browser that compiles it has SIMD,
+// so a module of ours it refuses is corrupt, not too new for it
+const SIMD_PROBE = Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 10, 25, 1, 23, 0, 253, 12,
+                                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 27, 0, 11);
+export const hasSimd = () => { try { return WebAssembly.validate(SIMD_PROBE); } catch { return false; } };
 
 /** Byte offsets of the buffers in one WebAssembly arena must not overlap and must stay inside it. */
 export function checkArena(buffers, arenaBytes, align = 16) {
@@ -172,21 +327,22 @@ export function createModel(PLAN, WGSL, moduleUrl) {
   const INPUT_LENGTH = PLAN.inputShape.reduce((a, b) => a * b, 1);
   const fail = (message) => new ModelFileError(`${PLAN.name}: ${message}`);
   const checked = new WeakMap();   // bytes -> promise of their check, so a file given to both backends is hashed once
-  const fileUrl = (suffix, sha256) => new URL(`${PLAN.name}.${suffix}?v=${sha256.slice(0, 16)}`, moduleUrl);
+  const fileUrl = (suffix, sha256) => new URL(`${PLAN.name}.${suffix}?v=${sha256}`, moduleUrl);
 
   async function bytesOf(source, sha256, verify, what) {
     let bytes = await source;
     if (typeof bytes === "string" || bytes instanceof URL) {
-      const response = await fetch(bytes);
-      if (!response.ok) throw fail(`could not fetch ${bytes} (HTTP ${response.status})`);
-      bytes = new Uint8Array(await response.arrayBuffer());
+      let response;
+      try { response = await fetch(bytes); bytes = response.ok ? new Uint8Array(await response.arrayBuffer()) : null; }
+      catch (e) { throw fail(`could not download the ${what} (${e.message})`); }
+      if (!response.ok) throw fail(`could not download the ${what} (HTTP ${response.status})`);
     }
     if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
     if (!(bytes instanceof Uint8Array)) throw new TypeError(`${PLAN.name}: the ${what} must be a URL or a Uint8Array`);
     if (!verify) return bytes;
     if (!checked.has(bytes)) {
       checked.set(bytes, sha256Hex(bytes).then((hash) => {
-        if (hash !== null && hash !== sha256) throw fail(`the ${what} is not the one this model was exported with (sha256 mismatch)`);
+        if (hash !== sha256) throw fail(`the ${what} is not the one this model was exported with (sha256 mismatch)`);
       }));
     }
     await checked.get(bytes);
@@ -196,7 +352,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
   const readers = new WeakMap();   // bytes -> decoded tensors, shared by both backends
   function weightsOf(bytes) {
     if (!readers.has(bytes)) {
-      const tensor = readSafetensors(bytes, `${PLAN.name}: weights file`), cache = new Map();
+      const tensor = readSafetensors(bytes, `${PLAN.name}: weights file ${PLAN.name}.safetensors`), cache = new Map();
       const cached = (name, n) => { if (!cache.has(name)) cache.set(name, tensor(name, n)); return cache.get(name); };
       cached.shape = tensor.shape;
       readers.set(bytes, cached);
@@ -204,16 +360,16 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     return readers.get(bytes);
   }
 
-  // the WGSL of the programs beyond the forward, checked like every other file, then imported
+  // the WGSL of the programs beyond the forward (JSON: kernel index -> source), checked like every other file, then parsed
   let extraWGSL = null;
   function extrasWGSL(verify) {
     extraWGSL ??= (async () => {
       const { sha256 } = PLAN.webgpu.extras;
-      const bytes = await bytesOf(fileUrl("extras.js", sha256), sha256, verify, "extras module");
-      let binary = "";
-      for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-      return (await import(`data:text/javascript;base64,${btoa(binary)}`)).WGSL;
+      const bytes = await bytesOf(fileUrl("extras.json", sha256), sha256, verify, `extras WGSL ${PLAN.name}.extras.json`);
+      try { return JSON.parse(new TextDecoder().decode(bytes)); }
+      catch { throw fail("the extras WGSL is not JSON"); }
     })();
+    extraWGSL.catch(() => { extraWGSL = null; });   // a download that failed is tried again next time
     return extraWGSL;
   }
 
@@ -339,16 +495,19 @@ export function createModel(PLAN, WGSL, moduleUrl) {
   // then takes over every program, the weights copied across as they are at that moment.
   async function loadWasm(wasmBytes, tensor, verify) {
     const { buffers: plan, programs } = PLAN.wasm;
-    async function instantiate(bytes, file) {
+    async function instantiate(bytes, file, what) {
       let instance;
       try { ({ instance } = await WebAssembly.instantiate(bytes, {})); }
-      catch (e) { throw new Error(`${PLAN.name}: this browser cannot run the WebAssembly module (it needs SIMD): ${e.message}`); }
+      catch (e) {
+        if (!hasSimd()) throw new Error(`${PLAN.name}: this browser cannot run the ${what} (it needs WebAssembly SIMD)`);
+        throw fail(`the ${what} is not a valid WebAssembly module (${e.message})`);
+      }
       const { memory, arena } = instance.exports, base = arena();
       const at = (i) => base + file.offsets[i];
       checkArena(plan.map((b, i) => ({ ...b, offset: file.offsets[i] })).filter((b) => b.offset !== null), memory.buffer.byteLength - base);
       return { exports: instance.exports, heap: () => new Uint8Array(memory.buffer), at, file };
     }
-    let current = await instantiate(wasmBytes, PLAN.wasm.base);
+    let current = await instantiate(wasmBytes, PLAN.wasm.base, `WebAssembly module ${PLAN.name}.wasm`);
     const present = (instance, i) => instance.file.offsets[i] !== null;
     plan.forEach((b, i) => {
       if (b.kind === "weight" && tensor) current.heap().set(tensor(b.name, b.bytes), current.at(i));
@@ -358,7 +517,8 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     async function upgrade() {
       upgrading ??= (async () => {
         const { sha256 } = PLAN.wasm.extras;
-        const next = await instantiate(await bytesOf(fileUrl("extras.wasm", sha256), sha256, verify, "extras WebAssembly module"), PLAN.wasm.extras);
+        const next = await instantiate(await bytesOf(fileUrl("extras.wasm", sha256), sha256, verify, `WebAssembly module ${PLAN.name}.extras.wasm`), PLAN.wasm.extras,
+                                       `WebAssembly module ${PLAN.name}.extras.wasm`);
         plan.forEach((b, i) => {
           if (!present(next, i) || (b.kind !== "weight" && b.kind !== "state")) return;
           if (present(current, i)) next.heap().set(current.heap().subarray(current.at(i), current.at(i) + b.bytes), next.at(i));
@@ -366,6 +526,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
         });
         current = next;
       })();
+      upgrading.catch(() => { upgrading = null; });   // a download that failed is tried again next time
       return upgrading;
     }
     const inputs = PLAN.wasm.inputs, raw = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -397,9 +558,9 @@ export function createModel(PLAN, WGSL, moduleUrl) {
     if (backend === "wasm" && typeof WebAssembly !== "object") throw new Error(`${PLAN.name}: this browser has no WebAssembly`);
     // the module's file is fetched (or awaited) while the weights are still arriving
     const base = PLAN.wasm.base;
-    const wasmBytes = backend === "wasm" ? bytesOf(wasm ?? fileUrl("wasm", base.sha256), base.sha256, verify, "WebAssembly module") : null;
+    const wasmBytes = backend === "wasm" ? bytesOf(wasm ?? fileUrl("wasm", base.sha256), base.sha256, verify, `WebAssembly module ${PLAN.name}.wasm`) : null;
     wasmBytes?.catch(() => {});   // reported below, after the weights' own errors
-    const tensor = weights === null ? null : weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, "weights file"));
+    const tensor = weights === null ? null : weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, `weights file ${PLAN.name}.safetensors`));
     const memory = backend === "wasm" ? await loadWasm(await wasmBytes, tensor, verify) : await loadWebGPU(backend, tensor, verify);
     const run = serialised(async (input, { taps = false } = {}) => {
       if (!taps) return (await memory.execute("forward", { input })).output;
@@ -451,7 +612,7 @@ export function createModel(PLAN, WGSL, moduleUrl) {
 
   /** The weights file's tensors as float32, with their shapes: for showing what the model learned. */
   async function tensors(weights, { verify = true, madeHere = false } = {}) {
-    const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, "weights file"));
+    const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, `weights file ${PLAN.name}.safetensors`));
     return (name) => {
       const shape = tensor.shape(name);
       if (!shape) throw fail(`the weights file has no tensor "${name}"`);

@@ -7,10 +7,13 @@
 // is running. Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
 // A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
+import { importVerified } from "./verify.js";
+
 export const MODEL_NAMES = ["mnist_mlp", "mnist_convnet"];
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 export const OFFLINE_CACHE = "mnist-app-v1";   // the service worker's cache (sw.js): verified downloads go straight in
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
+const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // runtime.events: the first ones (the load), then the newest
 // In use, the backend in use is re-checked when its recent runs are this much slower than when it was timed (another tab
 // took the GPU, the CPU was throttled): both are timed again and the other is taken only if it is clearly faster, so two
 // close backends never flap.
@@ -127,10 +130,14 @@ export class Model {
 
   async fetchMeta() {
     if (this.custom) { this.meta = this.custom.meta; return; }
-    const response = await fetch(new URL(`${this.name}.json`, this.base), { cache: "no-cache" });
-    if (!response.ok) throw new Error(`${this.name}.json: HTTP ${response.status}`);
-    const meta = await response.json();
-    if (!(meta.std > 0) || typeof meta.mean !== "number") throw new Error(`${this.name}.json has no input normalisation`);
+    const file = `${this.name}.json`;
+    let response, meta;
+    try { response = await fetch(new URL(file, this.base), { cache: "no-cache" }); }
+    catch (e) { throw new DownloadError(`could not download ${file} (${message(e)})`); }
+    if (!response.ok) throw new DownloadError(`could not download ${file} (HTTP ${response.status})`);
+    try { meta = await response.json(); }
+    catch { throw new DownloadError(`${file} is not JSON (a broken download, or not this app's file)`); }
+    if (!(meta?.std > 0) || typeof meta.mean !== "number") throw new Error(`${file} has no input normalisation`);
     this.meta = meta;
   }
 
@@ -151,7 +158,8 @@ export class Model {
   }
 
   async importModule() {
-    this.module = this.custom?.module ?? (await import(this.versioned(`${this.name}.js`, this.meta.files?.module))).default;
+    const hash = this.meta.files?.module;
+    this.module = this.custom?.module ?? (await importVerified(this.versioned(`${this.name}.js`, hash), hash)).default;
   }
 
   /** Its weights' tensors, for the inside view and for resetting fine-tuned weights. */
@@ -169,7 +177,8 @@ export class Model {
       this.backends.delete(kind);
       this.backendErrors.set(kind, message(e));
       // a broken download or a bad file fails every backend alike: the model is unusable until it is fetched again
-      if (e instanceof DownloadError || e?.name === "ModelFileError") { this.loadError = message(e); this.retryable = e instanceof DownloadError; }
+      // (retryable either way: a bad file may be a proxy's error page, and no cache keeps bytes that failed their check)
+      if (e instanceof DownloadError || e?.name === "ModelFileError") { this.loadError = message(e); this.retryable = true; }
       return false;
     }
   }
@@ -230,7 +239,12 @@ export class ModelRuntime {
     this.activity = 0;                  // predictions started: timings taken meanwhile are not trusted
   }
 
-  log(event, model) { this.events.push({ t: performance.now(), event, model: model?.name }); }
+  /** Kept for tests and benchmarks: the load's events, then the newest of the rest (a long visit logs a prediction for every
+   *  drawing, and must not keep them all). */
+  log(event, model) {
+    this.events.push({ t: performance.now(), event, model: model?.name });
+    if (this.events.length > MAX_EVENTS) this.events.splice(LOAD_EVENTS, this.events.length - MAX_EVENTS);
+  }
 
   async whenIdle(model) { while (!model?.urgent && !this.isIdle()) await sleep(50); }
 
@@ -306,6 +320,7 @@ export class ModelRuntime {
         await model.importModule();
       } catch (e) {
         model.loadError = message(e);
+        model.retryable = true;   // the metadata or the module: fetched again, it may well load
         this.onChange({ kind: "model", model });
         return;
       }

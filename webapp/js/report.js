@@ -2,11 +2,15 @@
 // the exporter into <name>.report.json), per-class precision, recall and F1, and the digits it misread. A cell opens its
 // digits; a digit is drawn on the canvas, so the visitor can watch the model (and its layers) read it.
 
+import { h } from "./dom.js";
+import { fetchVerified } from "./verify.js";
+
+/** The model's report, checked against the SHA-256 its metadata gives before it is read. */
 export async function fetchReport(model) {
-  const url = model.versioned(`${model.name}.report.json`, model.meta.files?.report);
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${model.name}.report.json: HTTP ${response.status}`);
-  const report = await response.json();
+  const file = `${model.name}.report.json`, bytes = await fetchVerified(model.versioned(file, model.meta.files?.report), model.meta.files?.report, file);
+  let report;
+  try { report = JSON.parse(new TextDecoder().decode(bytes)); }
+  catch { throw new Error(`${file} is not JSON`); }
   const raw = atob(report.misread.pixels), pixels = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) pixels[i] = raw.charCodeAt(i);
   report.misread.image = (k) => pixels.subarray(k * 784, (k + 1) * 784);
@@ -78,12 +82,8 @@ export class ReportView {
   }
 
   showTable(report) {
-    this.table.replaceChildren(...report.per_class.map((c, digit) => {
-      const row = document.createElement("tr");
-      row.innerHTML = `<th scope="row" class="pr-3 text-left font-medium">${digit}</th>` +
-        [pct(c.precision), pct(c.recall), pct(c.f1), c.support].map((v) => `<td class="pr-3 text-right tabular-nums">${v}</td>`).join("");
-      return row;
-    }));
+    this.table.replaceChildren(...report.per_class.map((c, digit) => h("tr", {}, h("th", { scope: "row", class: "pr-3 text-left font-medium" }, String(digit)),
+      ...[pct(c.precision), pct(c.recall), pct(c.f1), c.support].map((v) => h("td", { class: "pr-3 text-right tabular-nums" }, String(v))))));
   }
 
   showCell(report, t, p) {

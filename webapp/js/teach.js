@@ -113,7 +113,8 @@ export class Teacher {
     const started = performance.now();
     try {
       const [all, { fineTune, loadSamples, drawLoss, STEPS }] = await Promise.all([this.loadExamples(), import("./finetune.js")]);
-      this.samples ??= loadSamples(new URL("../samples/finetune.bin", import.meta.url)).catch((e) => { this.samples = null; throw e; });
+      this.samples ??= import("./verify.js").then(({ sampleFile }) => sampleFile("finetune.bin")).then(loadSamples)
+        .catch((e) => { this.samples = null; throw e; });
       const samples = await this.samples, losses = [];
       ui.curve.hidden = ui.progress.hidden = false;
       ui.progress.max = STEPS;

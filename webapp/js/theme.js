@@ -1,0 +1,6 @@
+// Before the first paint (a classic script in <head>, not a module, so it runs at once): the saved colour scheme, else
+// the system's, so that a dark-mode visitor never sees a white flash. main.js owns the toggle.
+try {
+  const saved = localStorage.getItem("theme");
+  document.documentElement.classList.toggle("dark", (saved ?? (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light")) === "dark");
+} catch { /* storage blocked: the system's scheme, through the CSS */ }
