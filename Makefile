@@ -50,7 +50,9 @@ bench-quick:
 	$(PYTHON) bench/bench_load.py --quick
 	$(PYTHON) bench/bench_finetune.py --quick
 	$(PYTHON) bench/bench_accuracy.py --quick
+	$(PYTHON) bench/bench_train_page.py --quick
 	node bench/bench_gpu.mjs --quick
+	node bench/bench_gpu_train.mjs --quick
 
 css:
 	npm run css --silent
@@ -62,4 +64,6 @@ bench: deps mnist
 	$(PYTHON) bench/bench_load.py
 	$(PYTHON) bench/bench_finetune.py
 	$(PYTHON) bench/bench_accuracy.py
+	$(PYTHON) bench/bench_train_page.py
 	node bench/bench_gpu.mjs
+	node bench/bench_gpu_train.mjs

@@ -11,7 +11,7 @@ weight (matched by identity against the state dict, so bound by name) or scratch
 safetensors file. The generated module builds everything once in `load`; `run` only writes the input, computes and
 reads back.
 """
-import contextlib, ctypes, hashlib, json, os, shutil, tempfile, time
+import contextlib, ctypes, hashlib, json, os, shutil, sys, tempfile, time
 from typing import NamedTuple
 from pathlib import Path
 import numpy as np
@@ -472,6 +472,7 @@ def wasm_search(recorded:dict, chosen:dict):
   from tinygrad.codegen.opt.heuristic import hand_coded_optimizations
   from tinygrad.uop.ops import Ops
   from tinygrad.codegen import to_program
+  from tinygrad.helpers import ansistrip
   timer, original_search, original_time = WasmTimer(), search.beam_search, search._time_program
 
   def timed(s) -> float:
@@ -479,11 +480,11 @@ def wasm_search(recorded:dict, chosen:dict):
     prg = to_program(ast.substitute({u: u.replace(arg=replace(u.arg, device="CPU")) for u in ast.toposort() if u.op is Ops.PARAM}), s.ren)
     source = next(u.arg for u in prg.src if u.op is Ops.SOURCE)
     params = sorted([u for u in ast.toposort() if u.op is Ops.PARAM], key=lambda u: u.arg.slot)
-    return timer.microseconds(source, prg.arg.function_name, [(u.max_numel() * u.dtype.itemsize, u.dtype.scalar().name) for u in params])
+    return timer.microseconds(source, prg.arg.function_name, [(u.max_numel() * u.dtype.itemsize, u.dtype.name) for u in params])
 
   def time_program(prg, var_vals, rawbufs, *args, **kwargs) -> list[float]:
     source = next(u.arg for u in prg.src if u.op is Ops.SOURCE)
-    try: return [timer.microseconds(source, prg.arg.function_name, [(b.nbytes, b.dtype.scalar().name) for b in rawbufs]) / 1e6]
+    try: return [timer.microseconds(source, prg.arg.function_name, [(b.nbytes, b.dtype.name) for b in rawbufs]) / 1e6]
     except (RuntimeError, ExportError): return [float("inf")]
 
   def beam(s, rawbufs, var_vals, amt, allow_test_size=True, disable_cache=False):
@@ -499,8 +500,9 @@ def wasm_search(recorded:dict, chosen:dict):
     if own_us >= WASM_SEARCH_FLOOR_US:
       found = original_search(s, rawbufs, var_vals, amt, allow_test_size=False, disable_cache=True)
       if (found_us := timed(found)) < own_us: best, best_us = found, found_us
-    chosen[key] = {"name": best.copy().get_optimized_ast().arg.name, "opts": _opts_json(best.applied_opts), "us": round(best_us, 2),
+    chosen[key] = {"name": ansistrip(best.copy().get_optimized_ast().arg.name), "opts": _opts_json(best.applied_opts), "us": round(best_us, 2),
                    "tinygrad_us": round(own_us, 2)}
+    if own_us >= WASM_SEARCH_FLOOR_US: print(f"wasm search: {chosen[key]['name']}: {own_us:.0f} -> {best_us:.0f} us", file=sys.stderr, flush=True)
     return best
 
   search.beam_search, search._time_program = beam, time_program
@@ -569,7 +571,7 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", metadata:dic
                  weights_dtype:str="float16", report:dict|None=None, finetune:bool=True, fit:dict|None=None,
                  wasm_schedules:dict|None=None) -> Path:
   """Write `out_dir/name/`: `name.js` (the ES module: the plan, the forward's WGSL and the runtime), `name.wasm` (the
-  forward on WebAssembly), `name.extras.js` and `name.extras.wasm` (what the page loads on demand: the WGSL of the
+  forward on WebAssembly), `name.extras.json` and `name.extras.wasm` (what the page loads on demand: the WGSL of the
   other programs, and a WebAssembly module with every program), `name.safetensors` (the weights, read by both
   backends), `name.json` (metadata) and, given a `report` (test_report), `name.report.json`.
 
@@ -662,7 +664,7 @@ def build_backends(name:str, programs:dict) -> tuple[dict[str, bytes], dict]:
     files["extras.wasm"] = compile_wasm(extras_c)
     extras = {"offsets": extras_offsets, "programs": sorted(wasm[2])}
   webgpu_extras = not all(_used_by(i, webgpu[2]["forward"]) for i in range(len(webgpu[0])))
-  if webgpu_extras: files["extras.js"] = render_extras(name, webgpu[0], webgpu[2]).encode()
+  if webgpu_extras: files["extras.json"] = render_extras(webgpu[0], webgpu[2]).encode()
   # each program's input buffers by name (two training steps may each take "images", at their own batch sizes)
   inputs = lambda kernels, buffers, dispatches: {p: {buffers[i]["name"]: i for d in ds for i in d["buffers"] if buffers[i]["kind"] == "input"}
                                                  for p, ds in dispatches.items()}
@@ -694,15 +696,16 @@ def write_export(out_dir:Path, name:str, weights:dict, files:dict[str, bytes], p
     plan["wasm"].pop("dispatches")   # in the module only as each program's inputs
     for t in plan["taps"]: t["shape"] = shapes[t["buffer"]]
     plan["weightsSha256"] = sha["safetensors"]
-    plan["webgpu"]["extras"] = file_info("extras.js") if plan["webgpu"]["extras"] else None
+    plan["webgpu"]["extras"] = file_info("extras.json") if plan["webgpu"]["extras"] else None
     plan["wasm"]["base"] = file_info("wasm", **plan["wasm"]["base"])
     plan["wasm"]["extras"] = file_info("extras.wasm", **plan["wasm"]["extras"]) if plan["wasm"]["extras"] else None
     files["js"] = render_module(name, plan, kernels).encode()
     for ext, data in files.items(): _fsync_write(staged / f"{name}.{ext}", data)
-    # what the page asks for, by content: a changed file gets a new URL, so no cache can serve a stale one
+    # what the page asks for, by content (?v=<the file's SHA-256>): a changed file gets a new URL, so no cache can serve a
+    # stale one, and the service worker can check what it stores against the URL itself
     meta.update({"weights_sha256": sha["safetensors"], "weights_bytes": len(files["safetensors"]),
                  "taps": [{k: t[k] for k in ("name", "shape", "weight")} for t in plan["taps"]],
-                 "files": {FILE_KEYS[ext]: _short(hashlib.sha256(data).hexdigest()) for ext, data in files.items()},
+                 "files": {FILE_KEYS[ext]: hashlib.sha256(data).hexdigest() for ext, data in files.items()},
                  "file_bytes": {FILE_KEYS[ext]: len(data) for ext, data in files.items()},
                  "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     _fsync_write(staged / f"{name}.json", (json.dumps(meta, indent=2) + "\n").encode())
@@ -714,12 +717,10 @@ def write_export(out_dir:Path, name:str, weights:dict, files:dict[str, bytes], p
   return final
 
 # a model's files, by suffix -> their names in the metadata's "files" (the page and sw.js find them there)
-FILE_KEYS = {"js": "module", "safetensors": "weights", "wasm": "wasm", "extras.js": "extras_module", "extras.wasm": "extras_wasm",
+FILE_KEYS = {"js": "module", "safetensors": "weights", "wasm": "wasm", "extras.json": "extras_wgsl", "extras.wasm": "extras_wasm",
              "report.json": "report"}
 
 def _used_by(kernel:int, dispatches:list[dict]) -> bool: return any(d["kernel"] == kernel for d in dispatches)
-
-def _short(sha256:str) -> str: return sha256[:16]
 
 def _version() -> str:
   from importlib.metadata import version
@@ -730,16 +731,17 @@ def _version() -> str:
 RUNTIME_JS = Path(__file__).resolve().parent / "webapp" / "js" / "model_runtime.js"   # real JavaScript, tested by node --test
 
 def render_module(name:str, plan:dict, kernels:list[dict]) -> str:
-  """The model's ES module: its plan, the WGSL of the forward's kernels (the others are in name.extras.js) and the runtime."""
+  """The model's ES module: its plan, the WGSL of the forward's kernels (the others are in name.extras.json) and the runtime.
+  It exports PLAN and WGSL too: a Worker builds the same model from them with the page's own runtime (js/model_runtime.js,
+  which the module embeds verbatim), so that only the page imports the module, once it has checked its hash."""
   wgsl = ",\n".join(f"  /* {k['function']} */ " + ("null" if plan["webgpu"]["kernels"][i]["extras"] else f"`{k['source']}`") for i, k in enumerate(kernels))
   return (f"// {name}: generated by export_utils.py from a tinygrad {_version()} model. Do not edit; re-export instead.\n"
           f"const PLAN = {json.dumps(plan, separators=(',', ':'))};\n\nconst WGSL = [\n{wgsl}\n];\n\n"
           f"// ---- the runtime, embedded from webapp/js/model_runtime.js\n{RUNTIME_JS.read_text()}\n"
-          "export default createModel(PLAN, WGSL, import.meta.url);\n")
+          "export { PLAN, WGSL };\nexport default createModel(PLAN, WGSL, import.meta.url);\n")
 
-def render_extras(name:str, kernels:list[dict], programs:dict[str, list[dict]]) -> str:
-  """The WGSL of the kernels that only the other programs use (the page loads it on demand), by kernel index."""
+def render_extras(kernels:list[dict], programs:dict[str, list[dict]]) -> str:
+  """The WGSL of the kernels that only the other programs use (the page loads it on demand), by kernel index: JSON, which
+  the page checks and parses (code from a data: URL would need a looser Content-Security-Policy)."""
   forward = {d["kernel"] for d in programs["forward"]}
-  wgsl = ",\n".join(f"  {i}: /* {k['function']} */ `{k['source']}`" for i, k in enumerate(kernels) if i not in forward)
-  return (f"// {name}: generated by export_utils.py; the WGSL of the programs beyond the forward. Do not edit; re-export instead.\n"
-          f"export const WGSL = {{\n{wgsl}\n}};\n")
+  return json.dumps({str(i): k["source"] for i, k in enumerate(kernels) if i not in forward}, separators=(",", ":")) + "\n"

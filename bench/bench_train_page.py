@@ -105,7 +105,8 @@ def main():
       n = 512
       images = base64.b64encode(x_train[:n].tobytes()).decode()
       labels = base64.b64encode(y_train[:n].astype("uint8").tobytes()).decode()
-      raw = page.evaluate("(args) => trainCompare(args)", {"names": list(TRAINERS), "steps": 3 if args.quick else 40, "images": images, "labels": labels})
+      raw = page.evaluate("(args) => trainCompare(args)", {"names": list(TRAINERS), "steps": 2 if args.quick else 40, "warmup": 1 if args.quick else 3,
+                                                           "images": images, "labels": labels})
       if errors: sys.exit(f"error: the comparison page failed: {errors[0]}")
   for name, rows in raw.items():
     ours = max((k for k in rows if k.startswith("ours") and "samplesPerSecond" in rows[k]), key=lambda k: rows[k]["samplesPerSecond"])

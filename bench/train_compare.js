@@ -56,25 +56,24 @@ function batches(meta, images, labels, batch, count) {
   return out;
 }
 
-const WARMUP = 3;
-
-/** { name: { backend: { msPerStep, samplesPerSecond, firstLoss, lastLoss, steps } | { error } } }: `steps` timed steps of
+/** { name: { backend: { msPerStep, samplesPerSecond, firstLoss, lastLoss, steps } | { error } } }: `steps` timed steps (after
+ *  `warmup` untimed ones) of
  *  each trainer model on our backends ("ours-webgpu", "ours-wasm": the loss read back as the page does, every step on
  *  WebAssembly and every 8th on WebGPU) and on each TF.js backend in `tfBackends` (the loss read every 8th step).
  *  `bytes(url)` reads a file; `gpu` is a GPUDevice or null; `images` (u8, 784 per digit) and `labels` (u8) MNIST digits. */
-export async function trainCompare({ names, steps, images, labels, tf, gpu, bytes, tfBackends }) {
+export async function trainCompare({ names, steps, warmup = 3, images, labels, tf, gpu, bytes, tfBackends }) {
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
     const module = (await import(new URL(`${name}/${name}.js`, MODELS))).default, batch = meta.fit.batch, lr = meta.fit.lr;
-    const data = batches(meta, images, labels, batch, Math.min(steps + WARMUP, 32));
+    const data = batches(meta, images, labels, batch, Math.min(steps + warmup, 32));
     const result = results[name] = {};
     const timed = async (step, every) => {
       const losses = [];
-      for (let i = 0; i < WARMUP; i++) losses.push(await step(data[i % data.length], true));
+      for (let i = 0; i < warmup; i++) losses.push(await step(data[i % data.length], true));
       const start = performance.now();
       for (let i = 0; i < steps; i++) {
-        const loss = await step(data[(WARMUP + i) % data.length], i % every === 0 || i === steps - 1);
+        const loss = await step(data[(warmup + i) % data.length], i % every === 0 || i === steps - 1);
         if (loss !== null) losses.push(loss);
       }
       const ms = (performance.now() - start) / steps;
@@ -115,12 +114,12 @@ export async function trainCompare({ names, steps, images, labels, tf, gpu, byte
 
 // in the comparison page: TF.js from its script tags, files over HTTP
 if (globalThis.document) {
-  globalThis.trainCompare = async ({ names, steps, images, labels }) => {
+  globalThis.trainCompare = async ({ names, steps, warmup, images, labels }) => {
     const tf = globalThis.tf;
     tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
     const decode = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    return trainCompare({ names, steps, images: decode(images), labels: decode(labels), tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes,
+    return trainCompare({ names, steps, warmup, images: decode(images), labels: decode(labels), tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes,
                          tfBackends: ["webgpu", "webgl", "cpu", "wasm"] });
   };
   globalThis.trainCompareReady = true;

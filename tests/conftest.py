@@ -143,7 +143,10 @@ SLOW = ("test_app.py::test_drawn_mnist_digits_are_read_correctly", "test_app.py:
         "test_phone.py::test_one_phone_screen_in_firefox_and_webkit",
         "test_trainer.py::test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions[mnist_convnet",
         "test_trainer.py::test_the_download_loads_back", "test_trainer.py::test_a_data_download_that_breaks_off",
-        "test_trainer.py::test_full_storage", "test_trainer.py::test_closing_the_panel", "test_trainer.py::test_bad_settings_are_refused_with_a_message[fields1")
+        "test_trainer.py::test_full_storage", "test_trainer.py::test_closing_the_panel", "test_trainer.py::test_bad_settings_are_refused_with_a_message[fields1",
+        "test_phone.py::test_the_trainers_live_curves_fit_one_phone_screen[size1", "test_cli.py::test_ctrl_c", "test_cli.py::test_a_setting_tinygrad_reads",
+        "test_integrity.py::test_a_bad_answer", "test_integrity.py::test_the_service_worker_drops", "test_integrity.py::test_everything_works_under",
+        "test_integrity.py::test_ten_thousand", "test_integrity.py::test_without_crypto_subtle")
 FAST_KEPT = {"test_knobs.py::test_optimizer_and_schedule_reach_the_step[adam-LAMB]"}
 
 def pytest_collection_modifyitems(config, items):

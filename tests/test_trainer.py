@@ -75,7 +75,7 @@ def _fresh(name:str, seed:int=0):
   return model, training.make_optimizer(model, meta["config"]), meta
 
 FIT_STEPS = 20
-ONE_STEP_ATOL, LOSS_RTOL = 2e-5, 1e-2
+ONE_STEP_ATOL, LOSS_RTOL, PARITY_LR = 2e-5, 1e-2, 0.002
 
 @pytest.mark.parametrize("name", TRAINERS)
 def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_url, chromium_browser, mnist_test_set, name):
@@ -85,7 +85,9 @@ def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_ur
   x, y = mnist_test_set
   images = ((x[:FIT_STEPS * batch].astype(np.float32) / 255 - meta["mean"]) / meta["std"]).reshape(FIT_STEPS, batch, 1, 28, 28)
   labels = y[:FIT_STEPS * batch].astype(np.int32).reshape(FIT_STEPS, batch)
-  lrs = [meta["fit"]["lr"] * (0.5 + i / FIT_STEPS) for i in range(FIT_STEPS)]
+  # a moderate rate (the one-cycle warm-up's): at the trainers' peak rates, float32 rounding differences between the
+  # backends grow by a factor of ~10 over twenty steps of batch norm and Adam, which would measure chaos, not parity
+  lrs = [PARITY_LR * (0.5 + i / FIT_STEPS) for i in range(FIT_STEPS)]
   state = {k: v.numpy() for k, v in get_state_dict(model).items() if v.dtype.name.startswith("float")}
   args = {"name": name, "weights": {k: _b64(v) for k, v in state.items()}, "images": _b64(images), "labels": _b64(labels), "lrs": lrs,
           "steps": FIT_STEPS, "seeds": [1, 1, 2]}
@@ -234,7 +236,8 @@ def test_the_download_loads_back_into_tinygrad_with_the_accuracy_the_page_report
 @pytest.mark.parametrize("fields, message", [
   ({"samples": 500}, "Training digits must be a whole number from 1,000 to 60,000"),
   ({"samples": 1500.5}, "Training digits must be a whole number"),
-  ({"epochs": 0}, "Epochs must be a whole number from 1 to 30"),
+  ({"epochs": 0}, "Epochs must be a number from 0.1 to 30"),
+  ({"epochs": 31}, "Epochs must be a number from 0.1 to 30"),
   ({"lr": "2"}, "The learning rate must be a number from 0.00001 to 0.1"),
   ({"lr": ""}, "The learning rate must be a number"),
   ({"seed": -1}, "The seed must be a whole number"),

@@ -75,7 +75,7 @@ export async function predict(run, contract, digits, first, count) {
  * Train `run` (a model with a "fit" program) from a fresh start. `data`: { train: Digits, test: Digits } (either may
  * still be growing); `settings`: { samples, epochs, lr, seed, schedule: { kind, warmup }, heldOut, evalEvery,
  * readEvery }; `control`: { report(event), waitIfPaused() -> promise, stopped() -> bool }. Events: "steps" (the loss
- * and accuracy of every readEvery-th batch since the last such event, [step, value] pairs; sent about ten times a
+ * and accuracy of every readEvery-th batch since the last such event, [step, value] pairs; sent about five times a
  * second, not once a step, which cost the worker as much as a small step), "held-out" (every evalEvery steps: accuracy
  * on the first `heldOut` test digits and up to 24 it gets wrong). Returns { steps, stopped }.
  */
@@ -93,7 +93,7 @@ export async function fit(run, contract, spec, data, settings, control) {
   };
   for (; step < total; step++) {
     await nextTask();
-    if (performance.now() - sent > 100) flush(step);
+    if (performance.now() - sent > 200) flush(step);
     await control.waitIfPaused();
     if (control.stopped()) break;
     available = Math.min(settings.samples, data.train.count);

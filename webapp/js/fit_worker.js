@@ -1,8 +1,9 @@
-// The trainer's WebAssembly training, in a Worker so that the page keeps drawing and predicting at full speed: it loads
-// the trainer model's module, receives MNIST's files as they arrive (from dataset.js, on the page's thread), runs fit.js
+// The trainer's WebAssembly training, in a Worker so that the page keeps drawing and predicting at full speed: it builds
+// the trainer model from its plan, receives MNIST's files as they arrive (from dataset.js, on the page's thread), runs fit.js
 // and posts what happens. Messages in: start, data, pause, resume, stop; out: step, held-out, done, error.
 
 import { fit, predict, Digits } from "./fit.js";
+import { createModel } from "./model_runtime.js";
 
 const data = { train: new Digits(), test: new Digits() };
 let paused = null, resume = () => {}, stopped = false, testArrived = () => {};
@@ -25,8 +26,10 @@ onmessage = ({ data: message }) => {
   } else if (message.kind === "start") start(message).catch((e) => postMessage({ kind: "error", message: e?.message ?? String(e) }));
 };
 
-async function start({ moduleUrl, contract, settings, testCount }) {
-  const model = (await import(moduleUrl)).default;
+// the model from the plan of its module, which the page checked and imported: the worker never imports it itself (it
+// could not check it first), and builds it with the page's own runtime, the one every generated module embeds
+async function start({ plan, wgsl, moduleUrl, contract, settings, testCount }) {
+  const model = createModel(plan, wgsl, moduleUrl);
   const run = await model.load("wasm", null);   // no weights: run.init draws them
   const result = await fit(run, contract, model.fit, data, settings, control);
   // the whole test set, once it has all arrived

@@ -9,14 +9,32 @@ export function project(points, box, { xMax, yMin, yMax }) {
                                  box.top + box.height - (Math.min(Math.max(y, yMin), yMax) - yMin) * sy]);
 }
 
+/** At most two points per pixel column, the column's lowest and highest in the order they came: all that a line
+ *  `columns` pixels wide can show of many points, so that a long training redraws in bounded time. */
+export function thin(points, xMax, columns) {
+  if (points.length <= 2 * columns) return points;
+  const out = [];
+  let column = null, low = null, high = null;
+  const emit = () => { if (low) out.push(...(low === high ? [low] : low[0] <= high[0] ? [low, high] : [high, low])); };
+  for (const p of points) {
+    const c = Math.min(Math.floor((p[0] / Math.max(xMax, 1e-9)) * columns), columns - 1);
+    if (c !== column) { emit(); column = c; low = high = p; continue; }
+    if (p[1] < low[1]) low = p;
+    if (p[1] > high[1]) high = p;
+  }
+  emit();
+  return out;
+}
+
 const css = (canvas, name, fallback) => getComputedStyle(canvas).getPropertyValue(name).trim() || fallback;
 
 /** Draw `series` ([{ points, color, width }]) on `canvas`, sized to its box at the screen's pixel density. */
 export function plot(canvas, { series, xMax, yMin = 0, yMax, yTicks = [], label = "" }) {
   const dpr = window.devicePixelRatio || 1, { width, height } = canvas.getBoundingClientRect();
   if (!width || !height) return;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
+  // a canvas whose size is set is cleared and reallocated: only when its box changed
+  if (canvas.width !== Math.round(width * dpr)) canvas.width = Math.round(width * dpr);
+  if (canvas.height !== Math.round(height * dpr)) canvas.height = Math.round(height * dpr);
   const ctx = canvas.getContext("2d");
   ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, width, height);
@@ -41,7 +59,7 @@ export function plot(canvas, { series, xMax, yMin = 0, yMax, yTicks = [], label 
     ctx.strokeStyle = color;
     ctx.lineWidth = lineWidth;
     ctx.beginPath();
-    project(points, box, { xMax, yMin, yMax }).forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
+    project(thin(points, xMax, Math.ceil(box.width)), box, { xMax, yMin, yMax }).forEach(([px, py], i) => (i ? ctx.lineTo(px, py) : ctx.moveTo(px, py)));
     ctx.stroke();
   }
 }

@@ -11,9 +11,10 @@ import { plot } from "./plot.js";
 import { reportFrom, ReportView } from "./report.js";
 import { writeSafetensors, sha256Hex } from "./model_runtime.js";
 import { h } from "./dom.js";
+import { importVerified } from "./verify.js";
 
 export const TRAINABLE = { mnist_mlp_trainer: "MLP", mnist_convnet_trainer: "CNN" };
-export const LIMITS = { samples: [1000, 60000], epochs: [1, 30], lr: [1e-5, 0.1], seed: [0, 2 ** 31 - 1] };
+export const LIMITS = { samples: [1000, 60000], epochs: [0.1, 30], lr: [1e-5, 0.1], seed: [0, 2 ** 31 - 1] };
 const HELD_OUT = 1000, EVAL_EVERY = 250;
 const COLORS = { loss: "#6366f1", batch: "#94a3b8", heldOut: "#059669" };
 
@@ -27,7 +28,7 @@ export function readSettings({ samples, epochs, lr, seed }) {
     }
     return value;
   };
-  const values = { samples: check("Training digits", samples, LIMITS.samples, true), epochs: check("Epochs", epochs, LIMITS.epochs, true),
+  const values = { samples: check("Training digits", samples, LIMITS.samples, true), epochs: check("Epochs", epochs, LIMITS.epochs, false),
                    lr: check("The learning rate", lr, LIMITS.lr, false), seed: check("The seed", seed, LIMITS.seed, true) };
   const error = Object.values(values).find((v) => typeof v === "string");
   return error ? { error } : { settings: values };
@@ -44,7 +45,7 @@ function buildPanel(panel) {
   const ui = {
     model: h("select", { id: "train-model", dataset: { testid: "train-model" }, class: "select w-full min-w-0" }),
     samples: number("train-samples", { inputmode: "numeric", min: LIMITS.samples[0], max: LIMITS.samples[1], step: 1000, value: 60000 }),
-    epochs: number("train-epochs", { inputmode: "numeric", min: LIMITS.epochs[0], max: LIMITS.epochs[1], step: 1, value: 3 }),
+    epochs: number("train-epochs", { inputmode: "decimal", min: LIMITS.epochs[0], max: LIMITS.epochs[1], step: 0.5, value: 2 }),
     lr: number("train-lr", { inputmode: "decimal", min: LIMITS.lr[0], max: LIMITS.lr[1], step: "any" }),
     seed: number("train-seed", { inputmode: "numeric", min: LIMITS.seed[0], max: LIMITS.seed[1], step: 1 }),
     backend: h("select", { id: "train-backend", dataset: { testid: "train-backend" }, class: "select w-full min-w-0" },
@@ -243,9 +244,9 @@ export class Trainer {
                                        evalEvery: EVAL_EVERY, readEvery: backend === "webgpu" ? 8 : 1 },
       curves: { loss: [], batch: [], heldOut: [] }, step: 0, total: 0, active: 0, since: performance.now(), stopped: false,
     };
-    const moduleUrl = await this.moduleUrl(name);
+    const namespace = await this.namespace(name);
     this.setState("training", `Training the ${this.models.get(name).label} on ${backend === "wasm" ? "WebAssembly (in a worker)" : "WebGPU"}…`);
-    const finished = backend === "wasm" ? this.inWorker(job, moduleUrl) : this.onPage(job, moduleUrl);
+    const finished = backend === "wasm" ? this.inWorker(job, namespace) : this.onPage(job, namespace.default);
     const outcome = await finished;
     if (this.job !== job) return;      // closed meanwhile
     this.job = null;
@@ -254,8 +255,9 @@ export class Trainer {
     await this.finish(job, outcome);
   }
 
-  /** WebAssembly: fit_worker.js; resolves with { predictions, weights, steps, stopped }. */
-  inWorker(job, moduleUrl) {
+  /** WebAssembly: fit_worker.js, given the checked module's plan (it builds the model with the page's own runtime rather
+   *  than import the module a second time, unchecked); resolves with { predictions, weights, steps, stopped }. */
+  inWorker(job, { PLAN, WGSL }) {
     const worker = this.worker = new Worker(new URL("./fit_worker.js", import.meta.url), { type: "module" });
     return new Promise((resolve, reject) => {
       worker.onmessage = ({ data: event }) => {
@@ -268,13 +270,14 @@ export class Trainer {
         const d = this.data[split];
         d.labels.forEach((labels, k) => worker.postMessage({ kind: "data", split, labels, images: d.images[k] }));
       }
-      worker.postMessage({ kind: "start", moduleUrl, contract: { mean: job.meta.mean, std: job.meta.std }, settings: job.settings, testCount: 10000 });
+      worker.postMessage({ kind: "start", plan: PLAN, wgsl: WGSL, moduleUrl: this.moduleUrl(job.name), contract: { mean: job.meta.mean, std: job.meta.std },
+                           settings: job.settings, testCount: 10000 });
     });
   }
 
   /** WebGPU: the page's device, one step at a time; predictions of the drawing go in between. */
-  async onPage(job, moduleUrl) {
-    const model = (await import(moduleUrl)).default, run = await model.load(this.runtime.device, null);
+  async onPage(job, model) {
+    const run = await model.load(this.runtime.device, null);
     job.pause = null;
     const control = { report: (e) => this.progress(job, e), waitIfPaused: () => job.pause?.promise ?? Promise.resolve(), stopped: () => job.stopped };
     const contract = { mean: job.meta.mean, std: job.meta.std };
@@ -316,22 +319,23 @@ export class Trainer {
     plot(ui.lossChart, { series: [{ points: job.curves.loss, color: COLORS.loss }], xMax: job.total, yMin: 0, yMax: top, yTicks: [0, 1, 2], label: "loss per batch" });
     plot(ui.accuracyChart, { series: [{ points: job.curves.batch, color: COLORS.batch, width: 1 }, { points: job.curves.heldOut, color: COLORS.heldOut, width: 2.5 }],
                              xMax: job.total, yMin: 0, yMax: 100, yTicks: [0, 50, 90, 100], label: "accuracy: batch (grey), held-out (green), %" });
-    if (job.wrong) this.drawWrong(job.wrong);
+    if (job.wrong !== job.wrongShown) this.drawWrong(job.wrongShown = job.wrong);
   }
 
+  /** The held-out digits it gets wrong now, as small images (the canvases are reused from one update to the next). */
   drawWrong(wrong) {
-    this.ui.wrong.replaceChildren(...wrong.map(({ index, label, pred }) => {
-      const canvas = document.createElement("canvas");
-      canvas.width = canvas.height = 28;
-      canvas.className = "pixelated h-10 w-10 rounded bg-black";
+    const shown = this.ui.wrong;
+    while (shown.children.length > wrong.length) shown.lastChild.remove();
+    while (shown.children.length < wrong.length) {
+      shown.append(h("canvas", { width: 28, height: 28, class: "pixelated h-10 w-10 rounded bg-black", role: "img" }));
+    }
+    wrong.forEach(({ index, label, pred }, k) => {
+      const canvas = shown.children[k], ctx = canvas.getContext("2d"), image = ctx.createImageData(28, 28), pixels = this.data.test.image(index);
       canvas.title = `test digit ${index}: a ${label} read as ${pred}`;
-      canvas.setAttribute("role", "img");
       canvas.setAttribute("aria-label", canvas.title);
-      const ctx = canvas.getContext("2d"), image = ctx.createImageData(28, 28), pixels = this.data.test.image(index);
       for (let i = 0; i < SIZE; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
       ctx.putImageData(image, 0, 0);
-      return canvas;
-    }));
+    });
   }
 
   togglePause() {
@@ -404,14 +408,17 @@ export class Trainer {
     } catch (e) { console.warn("trainer: the kept model could not be read", e); }
   }
 
-  /** The trainer model's module (its "fit" step, the weights' names and shapes), imported once. */
-  async module(name) {
+  /** The trainer model's module (its "fit" step, the weights' names and shapes, its plan), checked and imported once. */
+  namespace(name) {
     const entry = this.models.get(name);
-    entry.module ??= import(await this.moduleUrl(name)).then((m) => m.default);
-    return entry.module;
+    entry.namespace ??= importVerified(this.moduleUrl(name), entry.meta.files?.module);
+    entry.namespace.catch(() => { entry.namespace = null; });
+    return entry.namespace;
   }
 
-  async moduleUrl(name) {
+  async module(name) { return (await this.namespace(name)).default; }
+
+  moduleUrl(name) {
     const { meta, base } = this.models.get(name);
     return new URL(`${name}.js?v=${meta.files.module}`, base).href;
   }
