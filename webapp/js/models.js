@@ -297,6 +297,12 @@ export class ModelRuntime {
   async addTrained(name, custom) {
     const prepare = this.models.values().next().value.prepare, model = new Model(name, prepare, custom);
     this.models.set(name, model);
+    await this.bringUpEverywhere(model);
+    return model;
+  }
+
+  /** A model the visitor is waiting for: its files and first backend at once, then WebGPU, both timed, the faster chosen. */
+  async bringUpEverywhere(model) {
     await this.bringUp(model, { urgent: true });
     if (this.device && model.files && !model.loadError) {
       await model.loadBackend("webgpu", this.device);
@@ -304,7 +310,6 @@ export class ModelRuntime {
       model.choose(this.preference);
     }
     this.onChange({ kind: "ready" });
-    return model;
   }
 
   /** Metadata, module and files, then the first backend that runs: WebAssembly, or WebGPU where that fails. */
@@ -336,18 +341,12 @@ export class ModelRuntime {
     return model.bringingUp;
   }
 
-  /** After a download broke off: the model's files again, then its backends. */
+  /** After a file failed: the model's files again, then its backends. */
   async retry(name) {
     const model = this.models.get(name);
     model.reset();
     this.onChange({ kind: "model", model });
-    await this.bringUp(model, { urgent: true });
-    if (this.device && model.files && !model.loadError) {
-      await model.loadBackend("webgpu", this.device);
-      for (const kind of model.backends.keys()) await model.time(kind);
-      model.choose(this.preference);
-    }
-    this.onChange({ kind: "ready" });
+    await this.bringUpEverywhere(model);
   }
 
   startGPU() {
