@@ -206,8 +206,9 @@ def read_checkpoint_info(path:str) -> tuple[dict, dict]:
 # ---------------------------------------------------------------- the scripts' shared main
 
 def recorded_schedules(folder:Path) -> dict:
-  """The WebAssembly kernel schedules an earlier export chose (WASM_BEAM), so that exporting again reproduces them."""
-  try: return json.loads((folder / f"{folder.name}.json").read_text()).get("wasm_schedules", {})
+  """The WebAssembly kernels' schedules and reassociation an earlier export chose (WASM_BEAM), so that exporting again
+  reproduces them."""
+  try: return json.loads((folder / f"{folder.name}.schedules.json").read_text())
   except (OSError, ValueError, AttributeError): return {}
 
 def check_writable(label:str, folder:Path):
