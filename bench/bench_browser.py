@@ -5,8 +5,8 @@ GPU elsewhere; WebAssembly SIMD on the CPU). Prints tables and writes bench/last
   python bench/bench_browser.py --quick  # a few samples of each (CI: proves the harness works)
 
 Measures, per model and backend: warm run() p50/p95 (one forward pass with readback) and pointer-up -> bars updated for a
-drawn digit; per model: preprocessing alone (canvas read + crop/scale/centre/normalise) and the backend the page picks by
-itself; and the page: shell size (HTML+CSS+JS, no weights), cold load -> first prediction possible (ready) and -> both
+drawn digit; per model: preprocessing alone (canvas read + crop/scale/centre/normalise), the backend the page picks by
+itself, and the floor of a WebAssembly forward pass (one pass over as many bytes as its weights, FLOOR_C); and the page: shell size (HTML+CSS+JS, no weights), cold load -> first prediction possible (ready) and -> both
 backends timed and chosen (settled).
 """
 import argparse, json, platform, sys, time
@@ -21,6 +21,47 @@ MODELS = ["mnist_mlp", "mnist_convnet"]
 BACKENDS = ["webgpu", "wasm"]
 
 def pct(values, q): return float(np.percentile(values, q)) if values else float("nan")
+
+# The floor of a forward pass that reads its weights once: one pass over as many float32 bytes as the model's weights
+# (what its WebAssembly arena holds), four f32x4 sums, compiled with the exporter's own flags and timed like run()
+FLOOR_C = """typedef float f4 __attribute__((vector_size(16)));
+static f4 arena[%d];
+// exported, as a model's arena is: the compiler cannot assume what it holds (all zeros, never written, it would fold the sum)
+__attribute__((export_name("arena"))) f4* arena_address(void) { return arena; }
+__attribute__((export_name("stream"))) float stream(void) {
+  f4 a = {0}, b = {0}, c = {0}, d = {0};
+  for (int i = 0; i < %d; i += 4) { a += arena[i]; b += arena[i + 1]; c += arena[i + 2]; d += arena[i + 3]; }
+  f4 s = a + b + c + d;
+  return s[0] + s[1] + s[2] + s[3];
+}
+"""
+
+# Both timed in groups of ten (the mean of ten back to back): Chromium's clock ticks in 0.1 ms here, the length of a run
+FLOOR_LOOP = """async ([wasm, n]) => {
+  const { instance } = await WebAssembly.instantiate(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0)));
+  const values = new Float32Array(instance.exports.memory.buffer, instance.exports.arena(), %d);
+  for (let i = 0; i < values.length; i++) values[i] = (i %% 97) / 97;
+  for (let i = 0; i < 20; i++) instance.exports.stream();
+  const times = [];
+  for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < 10; k++) instance.exports.stream(); times.push((performance.now() - t) / 10); }
+  return times;
+}"""
+
+RUN10_LOOP = """async ([name, n]) => {
+  const model = mnistApp.runtime.models.get(name);
+  const x = new Float32Array(784).map((_, i) => ((i * 7919) % 255) / 255 - 0.4);
+  const times = [];
+  for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < 10; k++) await model.run(x); times.push((performance.now() - t) / 10); }
+  return times;
+}"""
+
+def floor_module(name:str) -> tuple[str, int]:
+  """The floor module for `name` (base64) and the bytes it streams: the model's parameters as float32."""
+  import base64
+  from export_utils import compile_wasm
+  meta = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
+  vectors = -(-meta["params"] // 4 // 4) * 4   # float4s, a multiple of the four sums
+  return base64.b64encode(compile_wasm(FLOOR_C % (vectors, vectors))).decode(), vectors * 16
 
 RUN_LOOP = """async ([name, n]) => {
   const model = mnistApp.runtime.models.get(name);
@@ -114,7 +155,14 @@ def main():
           page.mouse.up()
           latency.append(page.evaluate("window.__latency"))
       page.get_by_test_id("backend-select").select_option("auto")
+      floor, streamed = floor_module(name)
+      result["floor"] = page.evaluate(FLOOR_LOOP % (streamed // 4), [floor, n_run])
+      page.get_by_test_id("backend-select").select_option("wasm")
+      page.wait_for_function("document.body.dataset.backend === 'wasm'")
+      result["wasm_run10"] = page.evaluate(RUN10_LOOP, [name, n_run])
+      page.get_by_test_id("backend-select").select_option("auto")
       report["models"][name] = {k: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for k, v in result.items()}
+      report["models"][name]["floor_bytes"] = streamed
   print(f"headless Chromium; WebGPU adapter: {report['adapter']}; WebAssembly: SIMD, one thread\n")
   print("| model | backend | run() p50 | run() p95 | pointer-up → bars p50 | p95 | auto picks |\n|---|---|---|---|---|---|---|")
   for name, m in report["models"].items():
@@ -122,6 +170,10 @@ def main():
       run, bars = m[f"{backend}_run"], m[f"{backend}_pointer_up_to_bars"]
       print(f"| {name} | {backend} | {run['p50']:.2f} ms | {run['p95']:.2f} ms | {bars['p50']:.1f} ms | {bars['p95']:.1f} ms | "
             f"{'yes' if report['auto_choice'][name] == backend else ''} |")
+  print("\n| model | weights streamed once (floor) p50 | WebAssembly run() p50 | run() / floor |\n|---|---|---|---|")
+  for name, m in report["models"].items():
+    print(f"| {name} | {m['floor']['p50']:.3f} ms ({m['floor_bytes'] / 1e6:.1f} MB, {m['floor_bytes'] / m['floor']['p50'] / 1e6:.0f} GB/s) | "
+          f"{m['wasm_run10']['p50']:.3f} ms | {m['wasm_run10']['p50'] / m['floor']['p50']:.2f} |")
   print("\n| model | preprocess p50 | preprocess p95 |\n|---|---|---|")
   for name, m in report["models"].items(): print(f"| {name} | {m['preprocess']['p50']:.2f} ms | {m['preprocess']['p95']:.2f} ms |")
   print(f"\npage shell (HTML+CSS+JS, no weights): {report['shell']['bytes'] / 1024:.1f} KB in {report['shell']['files']} files")

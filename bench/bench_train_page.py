@@ -16,7 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 from browser import serve, chromium
+from bench_vs_tfjs import cpu_name
 
 TRAINERS = {"mnist_mlp_trainer": (98.0, 10), "mnist_convnet_trainer": (99.0, 120)}   # goal: (accuracy %, seconds)
 
@@ -48,7 +50,7 @@ DRAW_WHILE_TRAINING = """() => {
   })();
 }"""
 
-def train_in_panel(browser, url, name:str, samples:int, epochs:int|None, seed:int) -> dict:
+def train_in_panel(browser, url, name:str, samples:int, epochs:float|None, seed:int) -> dict:
   page = browser.new_page(viewport={"width": 1280, "height": 900})
   errors = []
   page.on("pageerror", lambda e: errors.append(str(e)))
@@ -62,7 +64,7 @@ def train_in_panel(browser, url, name:str, samples:int, epochs:int|None, seed:in
   for field, value in fields.items():
     if field == "backend": page.get_by_test_id("train-backend").select_option(value)
     else: page.get_by_test_id(f"train-{field}").fill(str(value))
-  epochs = int(page.get_by_test_id("train-epochs").input_value())
+  epochs = float(page.get_by_test_id("train-epochs").input_value())
   page.get_by_test_id("train-start").click()
   page.wait_for_function("document.querySelector('[data-testid=train-status]').dataset.state === 'training'", timeout=60_000)
   page.evaluate(DRAW_WHILE_TRAINING)
@@ -131,10 +133,6 @@ def main():
       print(f"| {name} | {backend}{mark} | {r['msPerStep']:.2f} | {r['samplesPerSecond']:,.0f} | {r['firstLoss']:.3f} -> {r['lastLoss']:.3f} |")
     if m["ours_over_tfjs"]: print(f"| {name} | ours / fastest TF.js | | {m['ours_over_tfjs']:.2f}x | |")
   if not args.quick: args.json.write_text(json.dumps(report, indent=1) + "\n")
-
-def cpu_name() -> str:
-  try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-  except (OSError, StopIteration): return "unknown CPU"
 
 if __name__ == "__main__":
   main()

@@ -1,12 +1,14 @@
-"""Our exported models against TensorFlow.js, same weights, same inputs, in the same headless Chromium run.
+"""Our exported models against TensorFlow.js and ONNX Runtime Web, same weights, same inputs, in the same headless
+Chromium run.
 
   python bench/bench_vs_tfjs.py          # full run; writes bench/vs_tfjs.json
   python bench/bench_vs_tfjs.py --quick  # a few runs of each (CI: proves the harness works)
 
 For each model: warm p50/p95 of one forward pass with readback on our two backends (the exporter's WebGPU and
-WebAssembly modules) and on TF.js 4's webgpu, webgl, cpu and wasm backends (npm dev dependencies, used only here),
-each TF.js result checked against ours (max |Δlogit|), and the ratio of the backend our page picks (the faster of
-ours) to the fastest TF.js backend: below 0.5 means we answer in less than half the time.
+WebAssembly modules), on TF.js 4's webgpu, webgl, cpu and wasm backends and on ONNX Runtime Web 1.30's wasm (one
+thread, as ours) and webgpu execution providers, the same weights as ONNX graphs (bench/onnx_models.py; npm and pip
+dev dependencies, used only here); each result checked against ours (max |Δlogit|), and the ratio of the backend our
+page picks (the faster of ours) to the fastest TF.js backend and to ORT's wasm: below 1 means we answer sooner.
 """
 import argparse, json, platform, sys
 from pathlib import Path
@@ -14,10 +16,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 from browser import serve, chromium
 
 MODELS = ["mnist_mlp", "mnist_convnet"]
-OURS, TFJS = ["ours-webgpu", "ours-wasm"], ["tfjs-webgpu", "tfjs-webgl", "tfjs-cpu", "tfjs-wasm"]
+OURS, TFJS, ORT = ["ours-webgpu", "ours-wasm"], ["tfjs-webgpu", "tfjs-webgl", "tfjs-cpu", "tfjs-wasm"], ["ort-wasm", "ort-webgpu"]
 
 def main():
   ap = argparse.ArgumentParser()
@@ -25,6 +28,9 @@ def main():
   ap.add_argument("--json", type=Path, default=ROOT / "bench" / "vs_tfjs.json")
   args = ap.parse_args()
   if not (ROOT / "node_modules" / "@tensorflow" / "tfjs-core").is_dir(): sys.exit("error: TF.js is missing; run `npm ci` first")
+  if not (ROOT / "node_modules" / "onnxruntime-web").is_dir(): sys.exit("error: ONNX Runtime Web is missing; run `npm ci` first")
+  from onnx_models import write
+  onnx = {name: "../" + path.relative_to(ROOT).as_posix() for name, path in write(ROOT / "bench" / "out").items()}
   from mnist_data import load_mnist_numpy
   images = load_mnist_numpy()[2][:16].reshape(16, 784)
   n = 10 if args.quick else 200
@@ -34,7 +40,7 @@ def main():
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(url + "bench/compare.html")
     page.wait_for_function("globalThis.compareReady === true", timeout=60_000)
-    raw = page.evaluate("(args) => compare(args)", {"names": MODELS, "n": n, "images": images.tolist()})
+    raw = page.evaluate("(args) => compare(args)", {"names": MODELS, "n": n, "images": images.tolist(), "onnx": onnx})
     browser_version = browser.version
   if errors: sys.exit(f"error: the comparison page failed: {errors[0]}")
   report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {cpu_name()}", "browser": f"headless Chromium {browser_version}",
@@ -51,18 +57,20 @@ def main():
     best_tfjs = min((k for k in TFJS if k in ok), key=lambda k: ok[k]["p50"], default=None)
     report["models"][name] = {"backends": rows, "ours_chosen": ours, "fastest_tfjs": best_tfjs,
                               "ratio_p50": ok[ours]["p50"] / ok[best_tfjs]["p50"] if best_tfjs else None,
-                              "ratio_p95": ok[ours]["p95"] / ok[best_tfjs]["p95"] if best_tfjs else None}
+                              "ratio_p95": ok[ours]["p95"] / ok[best_tfjs]["p95"] if best_tfjs else None,
+                              "ours_wasm_over_ort_wasm_p50": ok["ours-wasm"]["p50"] / ok["ort-wasm"]["p50"] if "ort-wasm" in ok else None}
   print(f"{report['browser']} on {report['machine']}; {n} warm runs each, one forward pass with readback\n")
   print("| model | backend | p50 | p95 | max abs diff vs ours |\n|---|---|---|---|---|")
   for name, m in report["models"].items():
     for backend, r in m["backends"].items():
-      if "error" in r: print(f"| {name} | {backend} | failed: {r['error']} | | |"); continue
+      if "error" in r: print(f"| {name} | {backend} | failed: {r['error'].splitlines()[0][:120]} | | |"); continue
       print(f"| {name} | {backend}{' (page picks)' if backend == m['ours_chosen'] else ''} | {r['p50']:.2f} ms | {r['p95']:.2f} ms | "
             f"{r['max_abs_diff_vs_ours']:.1e} |")
-  print("\n| model | ours (page's pick) | fastest TF.js | ratio p50 | ratio p95 |\n|---|---|---|---|---|")
+  print("\n| model | ours (page's pick) | fastest TF.js | ratio p50 | ratio p95 | ours wasm / ORT wasm p50 |\n|---|---|---|---|---|---|")
   for name, m in report["models"].items():
-    if m["fastest_tfjs"] is None: print(f"| {name} | {m['ours_chosen']} | none ran | | |")
-    else: print(f"| {name} | {m['ours_chosen']} | {m['fastest_tfjs']} | {m['ratio_p50']:.2f} | {m['ratio_p95']:.2f} |")
+    ort = f"{m['ours_wasm_over_ort_wasm_p50']:.2f}" if m["ours_wasm_over_ort_wasm_p50"] else "ORT did not run"
+    if m["fastest_tfjs"] is None: print(f"| {name} | {m['ours_chosen']} | none ran | | | {ort} |")
+    else: print(f"| {name} | {m['ours_chosen']} | {m['fastest_tfjs']} | {m['ratio_p50']:.2f} | {m['ratio_p95']:.2f} | {ort} |")
   bad = [(name, b, r["max_abs_diff_vs_ours"]) for name, m in report["models"].items() for b, r in m["backends"].items()
          if r.get("max_abs_diff_vs_ours", 0) > 1e-2]
   if bad: sys.exit(f"error: results disagree with ours (not the same model?): {bad}")

@@ -1,5 +1,6 @@
 // One forward pass with readback, timed warm, for the same weights and the same inputs: the exported modules on their
-// two backends (WebGPU, WebAssembly) against TensorFlow.js on each of its backends (webgpu, webgl, cpu, wasm).
+// two backends (WebGPU, WebAssembly) against TensorFlow.js on each of its backends (webgpu, webgl, cpu, wasm) and
+// ONNX Runtime Web on its wasm and webgpu execution providers (the same weights as ONNX graphs, bench/onnx_models.py).
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
 // with the weights read from the exporter's safetensors file. Used by compare.html in Chromium (bench_vs_tfjs.py) and
 // by bench_gpu.mjs in Node.
@@ -52,13 +53,18 @@ function tfForward(tf, meta, weights) {
   });
 }
 
+// Chromium's clock ticks in 0.1 ms, the length of a whole run here: a sample is the mean of as many back-to-back runs
+// as last about 5 ms (one run for anything slower), the same rule for every backend
 export async function time(run, inputs, n) {
   for (let i = 0; i < 5; i++) await run(inputs[i % inputs.length]);   // warm: compile, upload, tier up
+  let t = performance.now();
+  for (let i = 0; i < 10; i++) await run(inputs[i % inputs.length]);
+  const group = Math.min(50, Math.max(1, Math.round(5 / Math.max((performance.now() - t) / 10, 0.1))));
   const times = [];
   for (let i = 0; i < n; i++) {
-    const t = performance.now();
-    await run(inputs[i % inputs.length]);
-    times.push(performance.now() - t);
+    t = performance.now();
+    for (let k = 0; k < group; k++) await run(inputs[(i * group + k) % inputs.length]);
+    times.push((performance.now() - t) / group);
   }
   return times;
 }
@@ -68,9 +74,10 @@ export async function device(gpu) {
   return adapter ? { device: await adapter.requestDevice(), info: adapter.info ?? {} } : null;
 }
 
-/** {model: {backend: {times, logits (first input), error}}} for our two backends and each TF.js backend named.
+/** {model: {backend: {times, logits (first input), error}}} for our two backends, each TF.js backend named, and, given
+ *  `ort` (ONNX Runtime Web) and `onnx` ({model: URL of its ONNX graph}), each ORT execution provider in `ortBackends`.
  *  `bytes(url)` reads a file (fetch in a page, the file system in Node); `gpu` is a GPUDevice or null. */
-export async function compare({ names, n, images, tf, gpu, bytes, tfBackends }) {
+export async function compare({ names, n, images, tf, gpu, bytes, tfBackends, ort = null, onnx = {}, ortBackends = [] }) {
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
@@ -95,17 +102,28 @@ export async function compare({ names, n, images, tf, gpu, bytes, tfBackends }) 
         result[`tfjs-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
       } catch (e) { result[`tfjs-${backend}`] = { error: e.message }; }
     }
+    for (const provider of ort ? ortBackends : []) {
+      try {
+        const session = await ort.InferenceSession.create(onnx[name], { executionProviders: [provider], graphOptimizationLevel: "all" });
+        const run = async (x) => (await session.run({ input: new ort.Tensor("float32", x, [1, 1, 28, 28]) })).logits.data;
+        result[`ort-${provider}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
+        await session.release();
+      } catch (e) { result[`ort-${provider}`] = { error: e.message ?? String(e) }; }
+    }
   }
   return results;
 }
 
 // in the comparison page: TF.js from its script tags, files over HTTP
 if (globalThis.document) {
-  globalThis.compare = async ({ names, n, images }) => {
-    const tf = globalThis.tf;
+  globalThis.compare = async ({ names, n, images, onnx }) => {
+    const tf = globalThis.tf, ort = globalThis.ort;
     tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
+    ort.env.wasm.wasmPaths = new URL("../node_modules/onnxruntime-web/dist/", import.meta.url).href;
+    ort.env.wasm.numThreads = 1;   // as ours: one thread (a page on GitHub Pages cannot share memory between threads)
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
-    return compare({ names, n, images, tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"] });
+    return compare({ names, n, images, tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"],
+                     ort, onnx, ortBackends: ["wasm", "webgpu"] });
   };
   globalThis.compareReady = true;
 }
