@@ -36,7 +36,8 @@ __attribute__((export_name("stream"))) float stream(void) {
 }
 """
 
-# Both timed in groups of ten (the mean of ten back to back): Chromium's clock ticks in 0.1 ms here, the length of a run
+# Timed in groups of ten (the mean of ten back to back), as run() is for the ratio: Chromium's clock ticks in 0.1 ms
+# here, the length of a run
 FLOOR_LOOP = """async ([wasm, n]) => {
   const { instance } = await WebAssembly.instantiate(Uint8Array.from(atob(wasm), (c) => c.charCodeAt(0)));
   const values = new Float32Array(instance.exports.memory.buffer, instance.exports.arena(), %d);
@@ -44,14 +45,6 @@ FLOOR_LOOP = """async ([wasm, n]) => {
   for (let i = 0; i < 20; i++) instance.exports.stream();
   const times = [];
   for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < 10; k++) instance.exports.stream(); times.push((performance.now() - t) / 10); }
-  return times;
-}"""
-
-RUN10_LOOP = """async ([name, n]) => {
-  const model = mnistApp.runtime.models.get(name);
-  const x = new Float32Array(784).map((_, i) => ((i * 7919) % 255) / 255 - 0.4);
-  const times = [];
-  for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < 10; k++) await model.run(x); times.push((performance.now() - t) / 10); }
   return times;
 }"""
 
@@ -63,12 +56,13 @@ def floor_module(name:str) -> tuple[str, int]:
   vectors = -(-meta["params"] // 4 // 4) * 4   # float4s, a multiple of the four sums
   return base64.b64encode(compile_wasm(FLOOR_C % (vectors, vectors))).decode(), vectors * 16
 
-RUN_LOOP = """async ([name, n]) => {
+# run() timed one at a time (p50/p95 of single runs), or in groups (the mean of `group` back to back, as the floor is)
+RUN_LOOP = """async ([name, n, group]) => {
   const model = mnistApp.runtime.models.get(name);
   if (!model.run) throw new Error(`${name} has no backend`);
   const x = new Float32Array(784).map((_, i) => ((i * 7919) % 255) / 255 - 0.4);
   const times = [];
-  for (let i = 0; i < n; i++) { const t = performance.now(); await model.run(x); times.push(performance.now() - t); }
+  for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < group; k++) await model.run(x); times.push((performance.now() - t) / group); }
   return times;
 }"""
 
@@ -141,7 +135,8 @@ def main():
       for backend in BACKENDS:
         page.get_by_test_id("backend-select").select_option(backend)
         page.wait_for_function(f"document.body.dataset.backend === '{backend}'")
-        result[f"{backend}_run"] = page.evaluate(RUN_LOOP, [name, n_run])
+        result[f"{backend}_run"] = page.evaluate(RUN_LOOP, [name, n_run, 1])
+        if backend == "wasm": result["wasm_run10"] = page.evaluate(RUN_LOOP, [name, n_run, 10])   # against the floor below
         result[f"{backend}_pointer_up_to_bars"] = latency = []
         box = page.get_by_test_id("canvas").bounding_box()
         for i in range(n_draw):
@@ -157,10 +152,6 @@ def main():
       page.get_by_test_id("backend-select").select_option("auto")
       floor, streamed = floor_module(name)
       result["floor"] = page.evaluate(FLOOR_LOOP % (streamed // 4), [floor, n_run])
-      page.get_by_test_id("backend-select").select_option("wasm")
-      page.wait_for_function("document.body.dataset.backend === 'wasm'")
-      result["wasm_run10"] = page.evaluate(RUN10_LOOP, [name, n_run])
-      page.get_by_test_id("backend-select").select_option("auto")
       report["models"][name] = {k: {"p50": pct(v, 50), "p95": pct(v, 95), "n": len(v)} for k, v in result.items()}
       report["models"][name]["floor_bytes"] = streamed
   print(f"headless Chromium; WebGPU adapter: {report['adapter']}; WebAssembly: SIMD, one thread\n")
