@@ -266,6 +266,23 @@ def test_a_data_download_that_breaks_off_is_retried(chromium_browser):
     assert server.requests.count("/samples/mnist/train-1.bin.gz") == 2        # broken off once, then whole
     assert "could not" not in page.get_by_test_id("train-status").text_content().lower()
 
+def test_the_training_digits_are_kept_for_a_second_visit_offline(app_url, chromium_browser):
+  """MNIST for the trainer goes into the offline cache as it arrives (verified): offline, the trainer has all of it."""
+  context = chromium_browser.new_context()
+  page = context.new_page()
+  page.goto(app_url)
+  page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)
+  all_digits = "mnistApp.trainer.data && mnistApp.trainer.data.train.count === 60000 && mnistApp.trainer.data.test.count === 10000"
+  open_trainer(page)
+  page.wait_for_function(all_digits, timeout=120_000)
+  context.set_offline(True)
+  page.reload()
+  page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+  open_trainer(page)
+  page.wait_for_function(f"({all_digits}) || mnistApp.trainer.data === null", timeout=120_000)   # null: it gave up, with a message
+  assert page.evaluate(all_digits), page.locator("#trainer-panel").text_content()
+  context.close()
+
 FULL_STORAGE = """(() => {
   const put = IDBObjectStore.prototype.put;
   IDBObjectStore.prototype.put = function (...args) {

@@ -18,7 +18,7 @@ async function inflate(bytes) {
 
 /** Fetch, check and inflate one file of the index; `onBytes(n)` hears each chunk that arrives. */
 async function fetchFile(entry, onBytes) {
-  const url = new URL(`${entry.file}?v=${entry.sha256.slice(0, 16)}`, INDEX);
+  const url = new URL(`${entry.file}?v=${entry.sha256}`, INDEX);   // the full hash: the service worker keeps only bytes that hash to v
   for (let attempt = 1; ; attempt++) {
     let received = 0;
     try {
