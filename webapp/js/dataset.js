@@ -7,6 +7,7 @@
 import { download, stash } from "./models.js";
 import { sha256Hex } from "./model_runtime.js";
 import { Digits, SIZE } from "./fit.js";
+import { fetchIndex } from "./verify.js";
 
 const INDEX = new URL("../samples/mnist/index.json", import.meta.url);
 const TRIES = 3;
@@ -41,9 +42,7 @@ async function fetchFile(entry, onBytes) {
 export function loadDataset(onChange) {
   const data = { train: new Digits(), test: new Digits(), total: 0, received: 0 };
   data.done = (async () => {
-    const response = await fetch(INDEX, { cache: "no-cache" });
-    if (!response.ok) throw new Error(`samples/mnist/index.json: HTTP ${response.status}`);
-    const index = await response.json();
+    const index = await fetchIndex(INDEX, "samples/mnist/index.json");
     data.total = index.files.reduce((sum, f) => sum + f.bytes, 0);
     onChange({ loaded: 0, total: data.total });
     // one file at a time, in the index's order: the first training file (training can start), the test set, the rest

@@ -43,13 +43,21 @@ export async function fetchVerified(url, sha256, what = fileOf(url)) {
   return bytes;
 }
 
-/** samples/index.json, always fetched fresh: the SHA-256 and size of each of the page's digit files. */
+/** An index of files and their SHA-256 (samples/index.json, samples/mnist/index.json), always fetched fresh: the one
+ *  place their hashes come from. `what` names it in errors. */
+export async function fetchIndex(url, what) {
+  let response;
+  try { response = await fetch(url, { cache: "no-cache" }); }
+  catch (e) { throw new Error(`could not download ${what} (${e.message})`); }
+  if (!response.ok) throw new Error(`could not download ${what} (HTTP ${response.status})`);
+  try { return await response.json(); }
+  catch { throw new ModelFileError(`${what} is not JSON (a broken download, or not this app's file)`); }
+}
+
+/** A digit file of samples/, checked against samples/index.json. */
 let samplesIndex = null;
 export function sampleFile(name) {
-  samplesIndex ??= fetch(new URL("../samples/index.json", import.meta.url), { cache: "no-cache" }).then((r) => {
-    if (!r.ok) throw new Error(`could not download samples/index.json (HTTP ${r.status})`);
-    return r.json();
-  });
+  samplesIndex ??= fetchIndex(new URL("../samples/index.json", import.meta.url), "samples/index.json");
   samplesIndex.catch(() => { samplesIndex = null; });
   return samplesIndex.then((index) => {
     const entry = index.files?.[name];
