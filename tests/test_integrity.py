@@ -2,7 +2,7 @@
 with status 200) is refused and never kept by the offline cache, so the model loads once the server is right again; in
 an insecure context (no crypto.subtle) the hash is still checked, in JavaScript; a changed generated module never runs;
 the page works under its strict Content-Security-Policy with no violation; no HTML is ever built from strings."""
-import re
+import json, re, shutil
 import numpy as np
 import pytest
 from conftest import ROOT
@@ -71,17 +71,19 @@ def test_the_service_worker_drops_a_cached_copy_that_no_longer_matches_and_fetch
     assert server.requests.count("/mnist_mlp/mnist_mlp.safetensors") == before + 1 and key.endswith("v=" + _meta("mnist_mlp")["files"]["weights"])
     page.close()
 
-def _meta(name):
-  import json
-  return json.loads((WEBAPP / name / f"{name}.json").read_text())
+def _meta(name): return json.loads((WEBAPP / name / f"{name}.json").read_text())
+
+def _site_copy(tmp_path):
+  """A copy of the app to damage (the shipped models; the trainers left out, the digit files linked, not copied)."""
+  site = tmp_path / "site"
+  shutil.copytree(WEBAPP, site, ignore=shutil.ignore_patterns("mnist_*_trainer", "samples"))
+  (site / "samples").symlink_to(WEBAPP / "samples")
+  return site
 
 def test_a_changed_generated_module_never_runs(app, tmp_path):
   """One edited WGSL constant in the module: the bytes no longer hash to what the metadata names, so the import is
   refused before any of it runs (Subresource Integrity on a modulepreload), on a model the visitor picks."""
-  import shutil
-  site = tmp_path / "site"
-  shutil.copytree(WEBAPP, site, ignore=shutil.ignore_patterns("mnist_*_trainer", "samples"))
-  (site / "samples").symlink_to(WEBAPP / "samples")
+  site = _site_copy(tmp_path)
   module = site / "mnist_mlp" / "mnist_mlp.js"
   module.write_text(module.read_text().replace("const PLAN = ", "globalThis.__ranChangedModule = true;\nconst PLAN = ", 1))
   with serve(site) as url:
@@ -94,10 +96,7 @@ def test_a_changed_generated_module_never_runs(app, tmp_path):
 def test_without_crypto_subtle_the_hash_is_still_checked(mnist_test_set, tmp_path):
   """Served as http://insecure.test (not localhost: an insecure context, as a LAN address would be): no crypto.subtle,
   no service worker, no WebGPU; a weights file with one value changed is refused, the right one predicts."""
-  import shutil
-  site = tmp_path / "site"
-  shutil.copytree(WEBAPP, site, ignore=shutil.ignore_patterns("mnist_*_trainer", "samples"))
-  (site / "samples").symlink_to(WEBAPP / "samples")
+  site = _site_copy(tmp_path)
   weights = site / "mnist_mlp" / "mnist_mlp.safetensors"
   data = bytearray(weights.read_bytes())
   data[-3] ^= 0x10                                                          # a well-formed file: only its hash tells it apart
