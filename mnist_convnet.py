@@ -27,8 +27,12 @@ class ConvNet:
   def __call__(self, x:Tensor) -> Tensor: return x.sequential(self.layers)
 
 def model_knobs() -> dict:
-  return {"channels": knob("CHANNELS", 32, lo=1, hi=256), "act": knob("ACT", "relu", choices=tuple(ACTIVATIONS)),
-          "dropout": knob("DROPOUT", 0.0, lo=0.0, hi=0.95), "bn": knob("BN", 1, choices=(0, 1))}
+  return {
+    "channels": knob("CHANNELS", 32, lo=1, hi=256),                    # of the first block; the second has twice as many
+    "act":      knob("ACT", "relu", choices=tuple(ACTIVATIONS)),       # after each convolution
+    "dropout":  knob("DROPOUT", 0.0, lo=0.0, hi=0.95),                 # before the classifier, in training
+    "bn":       knob("BN", 1, choices=(0, 1)),                         # batch norm after each block
+  }
 
 def describe(m:dict) -> str:
   c = m["channels"]
@@ -36,4 +40,4 @@ def describe(m:dict) -> str:
          (f" dropout {m['dropout']}" if m["dropout"] else "")
 
 if __name__ == "__main__":
-  run_script("mnist_convnet", ConvNet, model_knobs, {"STEPS": 500, "LR": 2e-3, "OPT": "adam", "BS": 128}, describe)
+  run_script("mnist_convnet", "CNN", ConvNet, model_knobs, {"STEPS": 500, "LR": 2e-3, "OPT": "adam", "BS": 128}, describe)

@@ -26,12 +26,17 @@ class MLP:
   def __call__(self, x:Tensor) -> Tensor: return x.sequential(self.layers)
 
 def model_knobs() -> dict:
-  return {"width": knob("WIDTH", 1024, lo=1), "depth": knob("DEPTH", 2, lo=0, hi=16), "act": knob("ACT", "relu", choices=tuple(ACTIVATIONS)),
-          "dropout": knob("DROPOUT", 0.2, lo=0.0, hi=0.95), "bn": knob("BN", 0, choices=(0, 1))}
+  return {
+    "width":   knob("WIDTH", 1024, lo=1),                              # units per hidden layer
+    "depth":   knob("DEPTH", 2, lo=0, hi=16),                          # hidden layers
+    "act":     knob("ACT", "relu", choices=tuple(ACTIVATIONS)),        # their activation
+    "dropout": knob("DROPOUT", 0.2, lo=0.0, hi=0.95),                  # after each hidden layer, in training
+    "bn":      knob("BN", 0, choices=(0, 1)),                          # batch norm after each hidden layer
+  }
 
 def describe(m:dict) -> str:
   hidden = f"{m['depth']}x{m['width']} {m['act']}" + (" +BN" if m["bn"] else "") + (f" dropout {m['dropout']}" if m["dropout"] else "")
   return f"MLP 784 -> {hidden} -> 10"
 
 if __name__ == "__main__":
-  run_script("mnist_mlp", MLP, model_knobs, {"STEPS": 3000, "LR": 1e-3, "OPT": "adam"}, describe)
+  run_script("mnist_mlp", "MLP", MLP, model_knobs, {"STEPS": 3000, "LR": 1e-3, "OPT": "adam"}, describe)

@@ -22,9 +22,45 @@ from tinygrad.helpers import getenv, trange
 from safetensors.numpy import save_file
 from tinygrad.nn.state import get_state_dict, get_parameters, load_state_dict
 from mnist_data import IMAGE_SIZE, UserError, load_mnist, normalize
-from export_utils import ExportError, WEIGHT_DTYPES, export_model, round_weights, test_report
+from export_utils import ExportError, export_model
+from evaluation import WEIGHT_DTYPES, evaluate, predict, round_weights, test_report
 
 # ---------------------------------------------------------------- knobs
+
+# Every knob is an env var read through tinygrad's getenv and checked, so that bad input is one clear line. One per line:
+#   key in the config      env var             default     limits or choices                           what it sets
+TRAINING_KNOBS = [
+  ("steps",                "STEPS",            2000,       dict(lo=0)),                                 # training steps (each script has its own default)
+  ("batch_size",           "BS",               128,        dict(lo=1, hi=60000)),                       # images per step
+  ("lr",                   "LR",               1e-3,       dict(lo=0.0)),                               # peak learning rate
+  ("optimizer",            "OPT",              "adam",     dict(choices=("adam", "adamw", "sgd", "muon"))),  # muon: Muon on matrices, AdamW at AUX_LR on the rest
+  ("weight_decay",         "WD",               0.0,        dict(lo=0.0)),                               # decoupled weight decay (adamw, sgd, muon)
+  ("momentum",             "MOMENTUM",         0.9,        dict(lo=0.0, hi=0.9999)),                    # SGD's Nesterov momentum
+  ("aux_lr",               "AUX_LR",           1e-3,       dict(lo=0.0)),                               # AdamW's rate for what Muon does not train
+  ("schedule",             "SCHEDULE",         "onecycle", dict(choices=("constant", "cosine", "onecycle"))),  # the learning rate over the steps
+  ("warmup",               "WARMUP",           0.1,        dict(lo=0.0, hi=1.0)),                       # warm-up, as a share of STEPS
+  ("label_smoothing",      "LABEL_SMOOTHING",  0.0,        dict(lo=0.0, hi=0.5)),                       # of the cross-entropy
+  ("affine",               "AFFINE",           1,          dict(choices=(0, 1))),                       # random rotation, scale and shift on the device
+  ("rotate_deg",           "ROTATE",           12.0,       dict(lo=0.0, hi=90.0)),                      # its largest rotation
+  ("shift_px",             "SHIFT",            2.5,        dict(lo=0.0, hi=10.0)),                      # its largest shift
+  ("scale",                "SCALE",            0.12,       dict(lo=0.0, hi=0.5)),                       # its largest change of size
+  ("thicken_p",            "THICKEN",          0.3,        dict(lo=0.0, hi=1.0)),                       # chance of dilating an image (pens are thick)
+  ("thin_p",               "THIN",             0.15,       dict(lo=0.0, hi=1.0)),                       # chance of eroding one
+  ("seed",                 "SEED",             42,         {}),                                         # same seed, same result
+  ("eval_every",           "EVAL_EVERY",       0,          dict(lo=0)),                                 # test accuracy every this many steps (0: at the end)
+  ("log_every",            "LOG_EVERY",        10,         dict(lo=1)),                                 # training loss every this many steps
+]
+RUN_KNOBS = [
+  ("out",                  "OUT",              "webapp",   {}),                                         # where to export
+  ("export",               "EXPORT",           1,          dict(choices=(0, 1))),                       # 0: train and measure only
+  ("trainer",              "TRAINER",          0,          dict(choices=(0, 1))),                       # 1: export <name>_trainer/, which the page trains from scratch
+  ("wasm_beam",            "WASM_BEAM",        0,          dict(lo=0, hi=32)),                          # BEAM width for the WebAssembly kernels, timed as WebAssembly
+  ("weights_dtype",        "WEIGHTS_DTYPE",    "float16",  dict(choices=WEIGHT_DTYPES)),                # how the weights file stores them
+  ("checkpoint",           "CHECKPOINT",       "",         {}),                                         # save the trained weights here
+  ("load",                 "LOAD",             "",         {}),                                         # evaluate and export these weights instead of training
+  ("metrics",              "METRICS",          "",         {}),                                         # a JSON file of the curves and results
+  ("jit",                  "JIT",              1,          dict(choices=(0, 1, 2))),                    # tinygrad's JIT (0 runs the step eagerly); tinygrad reads it too
+]
 
 def knob(name:str, default, lo=None, hi=None, choices=None):
   """An env-var knob read through tinygrad's getenv, checked so that bad input is one clear line."""
@@ -36,21 +72,13 @@ def knob(name:str, default, lo=None, hi=None, choices=None):
   if hi is not None and value > hi: raise UserError(f"{name}={value} must be <= {hi}")
   return value
 
+def read_knobs(table:list, defaults:dict|None=None) -> dict:
+  """A knob table read from the environment; `defaults` overrides some defaults by env var name (a script's own)."""
+  return {key: knob(var, (defaults or {}).get(var, default), **limits) for key, var, default, limits in table}
+
 def training_knobs(defaults:dict) -> dict:
   """The knobs every script has; `defaults` holds the script's own defaults for any of them."""
-  d = {"STEPS": 2000, "BS": 128, "LR": 1e-3, "OPT": "adam", "WD": 0.0, "MOMENTUM": 0.9, "SCHEDULE": "onecycle", "WARMUP": 0.1,
-       "LABEL_SMOOTHING": 0.0, "AFFINE": 1, "ROTATE": 12.0, "SHIFT": 2.5, "SCALE": 0.12, "THICKEN": 0.3, "THIN": 0.15, "SEED": 42,
-       **defaults}
-  return {
-    "steps": knob("STEPS", d["STEPS"], lo=0), "batch_size": knob("BS", d["BS"], lo=1, hi=60000), "lr": knob("LR", d["LR"], lo=0.0),
-    "optimizer": knob("OPT", d["OPT"], choices=("adam", "adamw", "sgd", "muon")), "weight_decay": knob("WD", d["WD"], lo=0.0),
-    "momentum": knob("MOMENTUM", d["MOMENTUM"], lo=0.0, hi=0.9999), "schedule": knob("SCHEDULE", d["SCHEDULE"], choices=("constant", "cosine", "onecycle")),
-    "warmup": knob("WARMUP", d["WARMUP"], lo=0.0, hi=1.0), "label_smoothing": knob("LABEL_SMOOTHING", d["LABEL_SMOOTHING"], lo=0.0, hi=0.5),
-    "affine": knob("AFFINE", d["AFFINE"], choices=(0, 1)), "rotate_deg": knob("ROTATE", d["ROTATE"], lo=0.0, hi=90.0),
-    "shift_px": knob("SHIFT", d["SHIFT"], lo=0.0, hi=10.0), "scale": knob("SCALE", d["SCALE"], lo=0.0, hi=0.5),
-    "thicken_p": knob("THICKEN", d["THICKEN"], lo=0.0, hi=1.0), "thin_p": knob("THIN", d["THIN"], lo=0.0, hi=1.0),
-    "seed": knob("SEED", d["SEED"]),
-  }
+  return read_knobs(TRAINING_KNOBS, defaults)
 
 # ---------------------------------------------------------------- augmentation (pure tensor ops: it runs inside the JIT'd step)
 
@@ -149,17 +177,6 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
   history["final_loss"] = loss_value
   return history
 
-def predict(model, X:Tensor, batch_size:int=1000) -> np.ndarray:
-  """The logits for uint8 images X in eval mode (no dropout, batch-norm running statistics)."""
-  # each batch a fresh tensor of the same shape, so tinygrad compiles the forward once: a slice of X would bake its
-  # offset into the kernels and compile them anew for every batch (10x the time for the test set)
-  images = X.numpy()
-  return np.concatenate([model(normalize(Tensor(images[i:i + batch_size], device=X.device))).numpy() for i in range(0, X.shape[0], batch_size)])
-
-def evaluate(model, X:Tensor, Y:Tensor) -> float:
-  """Test accuracy in percent, as the exporter's report computes it."""
-  return test_report(predict(model, X), Y.numpy())["accuracy"]
-
 # ---------------------------------------------------------------- checkpoints
 
 def save_checkpoint(model, cfg:dict, training_info:dict, path:str):
@@ -226,10 +243,7 @@ def check_writable(label:str, folder:Path):
 def run_knobs() -> dict:
   """The knobs of a run beyond the model and its training, each checked before any data is read: where the export, the
   metrics and the checkpoint go (writable), what to load, and tinygrad's own JIT (which it reads itself)."""
-  knob("JIT", 1, choices=(0, 1, 2))
-  run = {"out": knob("OUT", "webapp"), "export": knob("EXPORT", 1, choices=(0, 1)), "wasm_beam": knob("WASM_BEAM", 0, lo=0, hi=32),
-         "trainer": knob("TRAINER", 0, choices=(0, 1)), "weights_dtype": knob("WEIGHTS_DTYPE", "float16", choices=WEIGHT_DTYPES),
-         "checkpoint": knob("CHECKPOINT", ""), "load": knob("LOAD", ""), "metrics": knob("METRICS", "")}
+  run = read_knobs(RUN_KNOBS)
   if not run["out"].strip(): raise UserError("OUT= is empty: give the folder to export into (default webapp)")
   run["out"] = Path(run["out"])
   if run["export"]: check_writable(f"OUT={run['out']}", run["out"])
@@ -242,12 +256,13 @@ def run_knobs() -> dict:
 
 def _stop(signum, frame): raise KeyboardInterrupt   # SIGTERM ends a run as Ctrl-C does: cleanly, temporary files removed
 
-def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
-  """Parse knobs, load data, train, evaluate, export. `model_knobs()` reads the model's own knobs into a dict for
+def run_script(name:str, label:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
+  """Parse knobs, load data, train, evaluate, export (as `name`, shown as `label`: the page's model menu and trainer).
+  `model_knobs()` reads the model's own knobs into a dict for
   `build_model(**cfg)`; `describe(model_cfg)` gives the architecture summary for the metadata. Bad input, a failure
   and an interrupt each end the run with one line on stderr (exit 2; 130 for Ctrl-C or SIGTERM)."""
   signal.signal(signal.SIGTERM, _stop)
-  try: return _run(name, build_model, model_knobs, train_defaults, describe)
+  try: return _run(name, label, build_model, model_knobs, train_defaults, describe)
   except (UserError, ExportError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -255,12 +270,11 @@ def run_script(name:str, build_model, model_knobs, train_defaults:dict, describe
     print("\nerror: interrupted; nothing was exported", file=sys.stderr)
     sys.exit(130)
 
-def _run(name:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
+def _run(name:str, label:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
   run = run_knobs()
   if run["load"]: cfg, training_info = read_checkpoint_info(run["load"])
   else:
-    cfg = {**training_knobs(train_defaults), "model": model_knobs(), "aux_lr": knob("AUX_LR", 1e-3, lo=0.0),
-           "eval_every": knob("EVAL_EVERY", 0, lo=0), "log_every": knob("LOG_EVERY", 10, lo=1)}
+    cfg = {**training_knobs(train_defaults), "model": model_knobs()}
     if cfg["steps"] == 0 and run["export"]: raise UserError("STEPS=0 trains nothing, so there is nothing to export: give STEPS > 0, LOAD= saved weights, or EXPORT=0")
   Tensor.manual_seed(cfg["seed"])
   np.random.seed(cfg["seed"])
@@ -281,7 +295,7 @@ def _run(name:str, build_model, model_knobs, train_defaults:dict, describe) -> d
     print(f"checkpoint: {run['checkpoint']}")
   report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
   print(f"test accuracy: {report['accuracy']:.2f}% on all {X_test.shape[0]} test images")
-  if run["export"]: export_run(name, model, cfg, run, report, n_params, describe, training_info, X_train, X_test, Y_test)
+  if run["export"]: export_run(name, label, model, cfg, run, report, n_params, describe, training_info, X_train, X_test, Y_test)
   result = {"name": name, "test_accuracy": report["accuracy"], "params": n_params, "device": Device.DEFAULT, "config": cfg,
             "confusion": report["confusion"], **history}
   if run["metrics"]:
@@ -289,7 +303,7 @@ def _run(name:str, build_model, model_knobs, train_defaults:dict, describe) -> d
     except OSError as e: raise UserError(f"METRICS={run['metrics']}: could not write it ({e.strerror})") from None
   return result
 
-def export_run(name:str, model, cfg:dict, run:dict, report:dict, n_params:int, describe, training_info:dict, X_train, X_test, Y_test):
+def export_run(name:str, label:str, model, cfg:dict, run:dict, report:dict, n_params:int, describe, training_info:dict, X_train, X_test, Y_test):
   """Round the weights to how they are stored, measure that model, and export it; the model it replaces and this one
   are both named with their accuracy, so that a worse model never replaces a better one unnoticed."""
   precision = {"weights_dtype": run["weights_dtype"]}
@@ -304,7 +318,7 @@ def export_run(name:str, model, cfg:dict, run:dict, report:dict, n_params:int, d
          "schedule": {"optimizer": cfg["optimizer"], "kind": cfg["schedule"], "warmup": cfg["warmup"]}} if run["trainer"] else None
   export_name = name + ("_trainer" if run["trainer"] else "")
   before = previous_accuracy(run["out"] / export_name)
-  folder = export_model(model, export_name, run["out"], wasm_beam=run["wasm_beam"], weights_dtype=run["weights_dtype"],
+  folder = export_model(model, export_name, run["out"], label=label, wasm_beam=run["wasm_beam"], weights_dtype=run["weights_dtype"],
                         wasm_schedules=recorded_schedules(run["out"] / export_name), report=report, fit=fit,
                         metadata={**precision, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
   print(f"exported to {folder}/" + (f" (it replaced a model of {before:.2f}%, this one {report['accuracy']:.2f}%" +

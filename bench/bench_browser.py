@@ -51,7 +51,7 @@ FLOOR_LOOP = """async ([wasm, n]) => {
 def floor_module(name:str) -> tuple[str, int]:
   """The floor module for `name` (base64) and the bytes it streams: the model's parameters as float32."""
   import base64
-  from export_utils import compile_wasm
+  from exporter.wasm import compile_wasm
   meta = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
   vectors = -(-meta["params"] // 4 // 4) * 4   # float4s, a multiple of the four sums
   return base64.b64encode(compile_wasm(FLOOR_C % (vectors, vectors))).decode(), vectors * 16

@@ -19,8 +19,9 @@ WARMUP = 3
 
 STEPS_IN_PAGE = """async ({name, backend, n, warmup}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const model = (await import(`./${name}/${name}.js`)).default;
-  const run = await model.load(device, `${name}/${name}.safetensors`);
+  const { openModel } = await import("./js/model_runtime.js");
+  const model = await openModel(`${name}/${name}.json`);
+  const run = await model.load(device);
   const { batch, lr } = model.train;
   const images = Float32Array.from({ length: batch * 784 }, (_, i) => Math.sin(i * 0.37)), labels = Int32Array.from({ length: batch }, (_, i) => i % 10);
   for (let i = 0; i < warmup; i++) await run.train(images, labels, lr);   // pipelines compile, the extras module loads
@@ -32,10 +33,10 @@ STEPS_IN_PAGE = """async ({name, backend, n, warmup}) => {
 def tinygrad_step_ms(name:str, n:int) -> float:
   from tinygrad import Tensor, TinyJit
   from test_export import build_model
-  import export_utils
+  from exporter.programs import finetune_step
   model, meta = build_model(ROOT / "webapp" / name)
   ft = meta["finetune"]
-  step, example, _ = export_utils.finetune_step(model, only=set(ft["trains"]))
+  step, example, _ = finetune_step(model, only=set(ft["trains"]))
   jitted = TinyJit(lambda x, y, lr: step(x, y, lr)["loss"].realize())
   args = [Tensor(example["images"]).realize(), Tensor(example["labels"]).realize(), Tensor(example["lr"]).realize()]
   for _ in range(WARMUP): jitted(*args)

@@ -55,8 +55,9 @@ const report = { machine: `${arch()}, ${cpus()[0]?.model ?? "cpu"} (${cpus().len
 
 for (const name of NAMES) {
   const meta = JSON.parse(new TextDecoder().decode(read(new URL(`${name}/${name}.json`, MODELS))));
-  const model = (await import(new URL(`${name}/${name}.js`, MODELS))).default;
-  const run = await model.load(gpu ? gpu.device : "wasm", null);
+  const { openModel } = await import("../webapp/js/model_runtime.js");
+  const model = await openModel(meta, { base: new URL(`${name}/`, MODELS), fetchFile: async (url) => read(url) });
+  const run = await model.load(gpu ? gpu.device : "wasm", { weights: null });
   const contract = { mean: meta.mean, std: meta.std }, heldOut = [];
   const settings = { samples: args.quick ? 3000 : 60000, epochs: args.quick ? 1 : Number(args.epochs ?? meta.fit.epochs), lr: Number(args.lr ?? meta.fit.lr),
                      seed: Number(args.seed), schedule: meta.fit.schedule,

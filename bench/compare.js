@@ -4,7 +4,7 @@
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
 // with the weights read from the exporter's safetensors file. Used by compare.html in Chromium (bench_vs_tfjs.py) and
 // by bench_gpu.mjs in Node.
-import { parseSafetensors, readSafetensors } from "../webapp/js/model_runtime.js";
+import { parseSafetensors, readSafetensors, openModel } from "../webapp/js/model_runtime.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
 
@@ -81,14 +81,14 @@ export async function compare({ names, n, images, tf, gpu, bytes, tfBackends, or
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
-    const weightBytes = await bytes(new URL(`${name}/${name}.safetensors`, MODELS)), wasm = await bytes(new URL(`${name}/${name}.wasm`, MODELS));
+    const model = await openModel(meta, { base: new URL(`${name}/`, MODELS), fetchFile: (url) => bytes(url) });
+    const weightBytes = await model.file("weights");
     const inputs = images.map((img) => Float32Array.from(img, (p) => (p / 255 - meta.mean) / meta.std));
-    const module = (await import(new URL(`${name}/${name}.js`, MODELS))).default;
     const result = results[name] = {};
     for (const backend of ["webgpu", "wasm"]) {
       try {
         if (backend === "webgpu" && !gpu) throw new Error("no WebGPU adapter");
-        const run = await module.load(backend === "wasm" ? "wasm" : gpu, weightBytes, { wasm });
+        const run = await model.load(backend === "wasm" ? "wasm" : gpu);
         result[`ours-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
     }

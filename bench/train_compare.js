@@ -3,6 +3,7 @@
 // training the same architecture with its own autodiff and Adam on each of its backends. Used by train_compare.html in
 // Chromium (bench_train_page.py) and by bench_gpu.mjs in Node.
 import { device } from "./compare.js";
+import { openModel } from "../webapp/js/model_runtime.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
 
@@ -65,7 +66,7 @@ export async function trainCompare({ names, steps, warmup = 3, images, labels, t
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
-    const module = (await import(new URL(`${name}/${name}.js`, MODELS))).default, batch = meta.fit.batch, lr = meta.fit.lr;
+    const model = await openModel(meta, { base: new URL(`${name}/`, MODELS), fetchFile: (url) => bytes(url) }), batch = meta.fit.batch, lr = meta.fit.lr;
     const data = batches(meta, images, labels, batch, Math.min(steps + warmup, 32));
     const result = results[name] = {};
     const timed = async (step, every) => {
@@ -83,7 +84,7 @@ export async function trainCompare({ names, steps, warmup = 3, images, labels, t
     for (const backend of ["webgpu", "wasm"]) {
       try {
         if (backend === "webgpu" && !gpu) throw new Error("no WebGPU adapter");
-        const run = await module.load(backend === "wasm" ? "wasm" : gpu, null, { wasm: await bytes(new URL(`${name}/${name}.wasm`, MODELS)) });
+        const run = await model.load(backend === "wasm" ? "wasm" : gpu, { weights: null });
         await run.init(1);
         result[`ours-${backend}`] = await timed(async ({ x, y }, read) => (await run.fit(x, y, lr, { read }))?.loss ?? null, backend === "wasm" ? 1 : 8);
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }

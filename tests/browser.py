@@ -195,15 +195,18 @@ def draw_digit(page, digit, height_frac:float, rng):
   box = page.get_by_test_id("canvas").bounding_box()
   page.evaluate(DISPATCH_STROKES, digit_strokes(digit, height_frac, rng, box["width"] / box["height"]))
 
-# In a page served next to mnist_test_images.bin (the raw test images): load a model's module, normalise the first
-# `count` images with the metadata's mean/std (as the app does) and run them all on one backend
+# In a page served next to mnist_test_images.bin and the app's js/ folder (the raw test images): open a model with the
+# runtime, normalise the first `count` images with the metadata's mean/std (as the app does) and run them all on one
+# backend; `weights` (a URL) and `verify` replace the model's own weights file and its check
 RUN_IN_PAGE = """async ({name, count, verify, weights, backend}) => {
+  const { openModel } = await import(new URL("js/model_runtime.js", location.href));
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const meta = await (await fetch(`${name}/${name}.json`)).json();
-  const model = (await import(`./${name}/${name}.js`)).default;
-  let run;
-  try { run = await model.load(device, weights || `${name}/${name}.safetensors`, { verify }); }
-  catch (e) { return { error: e.message }; }
+  let run, meta;
+  try {
+    const model = await openModel(new URL(`${name}/${name}.json`, location.href));
+    meta = model.meta;
+    run = await model.load(device, weights || !verify ? { weights: new URL(weights || `${name}/${meta.files.weights.name}`, location.href), verify } : undefined);
+  } catch (e) { return { error: e.message }; }
   const pixels = new Uint8Array(await (await fetch("mnist_test_images.bin")).arrayBuffer());
   const logits = [];
   for (let i = 0; i < count; i++) {

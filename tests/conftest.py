@@ -65,7 +65,7 @@ def shipped_logits(tmp_path_factory, mnist_test_set):
   shared = _shared_dir(tmp_path_factory)
   def logits(name:str):
     meta = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
-    path = shared / f"logits-{name}-{meta['weights_sha256'][:16]}.npy"
+    path = shared / f"logits-{name}-{meta['files']['weights']['sha256'][:16]}.npy"
     with _locked(shared / f"logits-{name}.lock"):
       if not path.exists():
         model, _ = build_model(ROOT / "webapp" / name)
@@ -130,7 +130,7 @@ SLOW = ("test_app.py::test_drawn_mnist_digits_are_read_correctly", "test_app.py:
         "test_browser_parity.py::test_browser_accuracy_on_all_10000",
         "test_cli.py::test_bad_input_is_one_line_and_keeps_the_export[mnist_convnet", "test_export.py::test_exporter_refuses_an_adapter",
         "test_knobs.py::test_lr_changes_training", "test_knobs.py::test_jit_knob", "test_knobs.py::test_optimizer_and_schedule_reach_the_step[",
-        "test_sweep.py::test_quick_sweep", "test_sweep.py::test_committed_models_accuracy_recomputed_with_tinygrad[mnist_convnet",
+        "test_sweep.py::test_the_quick_sweep_on_ray", "test_sweep.py::test_committed_models_accuracy_recomputed_with_tinygrad[mnist_convnet",
         "test_inside.py::test_the_report_is_what_tinygrad_computes_on_the_shipped_weights[mnist_convnet",
         "test_inside.py::test_every_layer_matches_tinygrads_intermediate_tensors[mnist_convnet", "test_inside.py::test_every_layer_matches_tinygrads_intermediate_tensors[mnist_mlp-webgpu",
         "test_inside.py::test_the_activations_follow_the_drawing[", "test_inside.py::test_the_open_panels_fit_a_phone_and_pass_axe[dark",

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import ROOT
 from browser import serve, open_app, wait_settled, draw_digit
+from exporter.files import add_to_manifest
 
 WEBAPP = ROOT / "webapp"
 SHOTS = ROOT / "runs" / "screenshots"
@@ -158,10 +159,41 @@ def test_a_corrupt_model_is_reported_and_the_other_still_works(broken_site, chro
     wait_settled(page)
     assert page.get_by_test_id("prediction").text_content() == str(y[1])
 
+TRAIN_ONE_STEP = """async (name) => {
+  const { openModel } = await import("./js/model_runtime.js");
+  const model = await openModel(`${name}/${name}.json`), run = await model.load("wasm", { weights: null });
+  await run.init(1);
+  const { batch } = model.fit, images = Float32Array.from({ length: batch * 784 }, (_, i) => Math.sin(i)), labels = new Int32Array(batch);
+  return { loss: (await run.fit(images, labels, model.fit.lr)).loss, edited: run.edited === true };
+}"""
+
+def test_a_runtime_edit_needs_no_re_export(tmp_path, chromium_no_webgpu, mnist_test_set):
+  """Models are data: a change to the one runtime and nothing else (here it marks every run() it makes) is what the page
+  runs, and every committed model, to draw with or to train, still loads and computes."""
+  site = tmp_path / "site"
+  shutil.copytree(WEBAPP, site, ignore=shutil.ignore_patterns("mnist_*", "samples"))
+  for folder in [*WEBAPP.glob("mnist_*"), WEBAPP / "samples"]: (site / folder.name).symlink_to(folder)
+  runtime = site / "js" / "model_runtime.js"
+  runtime.write_text(runtime.read_text().replace("  run.meta = model.meta;", "  run.meta = model.meta;\n  run.edited = true;", 1))
+  manifest = json.loads((WEBAPP / "models.json").read_text())["models"]
+  x, y = mnist_test_set
+  with serve(site) as url:
+    page = open_app(chromium_no_webgpu, url)
+    for m in (m for m in manifest if m["role"] == "predict"):
+      _select(page, m["name"])
+      page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[3].reshape(-1).tolist())
+      wait_settled(page)
+      assert page.get_by_test_id("prediction").text_content() == str(y[3]), m["name"]
+      assert page.evaluate("(name) => mnistApp.runtime.models.get(name).run.edited", m["name"]) is True
+    for m in (m for m in manifest if m["role"] == "train"):
+      got = page.evaluate(TRAIN_ONE_STEP, m["name"])
+      assert got["edited"] and 0 < got["loss"] < 10, (m["name"], got)
+    assert not page.errors, page.errors
+
 def test_a_missing_model_is_reported_and_the_other_still_works(tmp_path, chromium_browser):
   site = tmp_path / "site"
   shutil.copytree(WEBAPP, site)
-  (site / "mnist_mlp" / "mnist_mlp.js").unlink()
+  (site / "mnist_mlp" / "mnist_mlp.plan.json").unlink()
   with serve(site) as url:
     browser = chromium_browser
     page = open_app(browser, url)
@@ -300,6 +332,7 @@ def test_an_updated_model_is_not_stuck_behind_the_offline_cache(tmp_path, quick_
     shutil.rmtree(site / "mnist_mlp")
     shutil.copytree(quick_exports["mnist_mlp"][0], site / "mnist_mlp")
     new = json.loads((site / "mnist_mlp" / "mnist_mlp.json").read_text())
+    add_to_manifest(site, new, "MLP", "predict")                             # as the exporter lists it
     for offline in (False, True):
       context.set_offline(offline)
       page.reload()

@@ -1,4 +1,4 @@
-"""The page computes what tinygrad computes: each exported model, run by its generated module in headless Chromium on
+"""The page computes what tinygrad computes: each exported model, run by the model runtime in headless Chromium on
 both backends (WebGPU on SwiftShader, and the WebAssembly fallback), against tinygrad's CPU forward of the same weights."""
 import json, shutil
 from pathlib import Path
@@ -19,8 +19,8 @@ def site(tmp_path_factory, mnist_test_set):
   for name, folder in COMMITTED.items(): (root / name).symlink_to(folder)
   x, _ = mnist_test_set
   (root / "mnist_test_images.bin").write_bytes(x.tobytes())
-  (root / "fresh").mkdir()
-  (root / "fresh" / "mnist_test_images.bin").symlink_to(root / "mnist_test_images.bin")
+  _beside(root, root)
+  _beside(root, root / "fresh")
   with serve(root) as url:
     yield root, url
 
@@ -31,6 +31,12 @@ def fresh(site, quick_exports):
   for name, (folder, _) in quick_exports.items():
     if not (root / "fresh" / name).exists(): shutil.copytree(folder, root / "fresh" / name)
   return root, url
+
+def _beside(root:Path, folder:Path):
+  """`folder` made a site of models the runtime can open: the test images and the app's js/ linked into it."""
+  folder.mkdir(parents=True, exist_ok=True)
+  if folder != root: (folder / "mnist_test_images.bin").symlink_to(root / "mnist_test_images.bin")
+  (folder / "js").symlink_to(ROOT / "webapp" / "js")
 
 def _run(browser, url, name, count, verify=True, weights=None, backend="webgpu"):
   page = browser.new_page()
@@ -64,7 +70,7 @@ def test_corrupting_one_tensor_changes_the_outputs_and_fails_verification(fresh,
   src = root / "fresh" / "mnist_mlp"
   bad = root / "corrupt" / "mnist_mlp"
   shutil.copytree(src, bad)
-  (root / "corrupt" / "mnist_test_images.bin").symlink_to(root / "mnist_test_images.bin")
+  _beside(root, root / "corrupt")
   raw = bytearray((bad / "mnist_mlp.safetensors").read_bytes())
   header_len = int.from_bytes(raw[:8], "little")
   header = json.loads(raw[8:8 + header_len])
@@ -81,7 +87,7 @@ def test_a_tampered_webassembly_module_fails_verification(fresh, chromium_browse
   root, url = fresh
   bad = root / "tampered" / "mnist_convnet"
   shutil.copytree(root / "fresh" / "mnist_convnet", bad)
-  (root / "tampered" / "mnist_test_images.bin").symlink_to(root / "mnist_test_images.bin")
+  _beside(root, root / "tampered")
   wasm = bytearray((bad / "mnist_convnet.wasm").read_bytes())
   wasm[-1] ^= 0xFF
   (bad / "mnist_convnet.wasm").write_bytes(wasm)

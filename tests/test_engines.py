@@ -123,8 +123,8 @@ def test_a_second_visit_works_offline(app, mnist_test_set):
   assert page.evaluate("() => 'serviceWorker' in navigator")                # both engines allow it on http://127.0.0.1
   page.wait_for("document.body.dataset.offline === 'ready'", timeout=180)
   page.server.offline = True
-  page.evaluate("() => { location.reload(); }")
-  page.wait_for("document.readyState === 'complete' && document.body.dataset.ready === 'true'", timeout=120)
+  page.evaluate("() => { window.__beforeReload = true; location.reload(); }")
+  page.wait_for("!window.__beforeReload && document.readyState === 'complete' && document.body.dataset.ready === 'true'", timeout=120)
   assert page.evaluate("() => fetch('never-cached.txt').then(() => 'online', () => 'offline')") == "offline"
   x, y = mnist_test_set
   for name in MODELS:
@@ -137,8 +137,9 @@ RUN_WASM = """async ({names, images}) => {
   const pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0)), out = {};
   for (const name of names) {
     const url = (file) => new URL(`${name}/${file}`, location.href).href;
+    const { loadModel } = await import(new URL("js/model_runtime.js", location.href));
     const meta = await (await fetch(url(`${name}.json`))).json();
-    const run = await (await import(url(`${name}.js`))).default.load("wasm", url(`${name}.safetensors`));
+    const run = await loadModel(url(`${name}.json`), "wasm");
     const logits = [];
     for (let i = 0; i < pixels.length / 784; i++) {
       logits.push(...await run(Float32Array.from(pixels.subarray(i * 784, (i + 1) * 784), (p) => (p / 255 - meta.mean) / meta.std)));

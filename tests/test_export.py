@@ -1,4 +1,5 @@
-"""The exporter's output: bound weights, metadata contract, no f16, atomic writes, refusing a broken adapter."""
+"""The exporter's output: data, not code (metadata, plan, WGSL, WebAssembly, weights, the site's manifest), bound weights,
+the metadata contract, no f16, atomic writes, refusing a broken adapter."""
 import hashlib, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
@@ -6,11 +7,13 @@ import pytest
 from safetensors.numpy import load_file
 from conftest import ROOT
 import export_utils
+from evaluation import round_weights
+from exporter import ExportError, files as export_files
+from exporter.dawn import check_webgpu
+from exporter.wasm import compile_wasm
 from mnist_data import MEAN, STD
 
-def read_plan(js_path:Path) -> dict:
-  line = next(l for l in js_path.read_text().splitlines() if l.startswith("const PLAN = "))
-  return json.loads(line.removeprefix("const PLAN = ").removesuffix(";"))
+def read_plan(folder:Path) -> dict: return json.loads((folder / f"{folder.name}.plan.json").read_text())
 
 def build_model(folder:Path):
   """The tinygrad model described by an export's metadata, with the export's weights."""
@@ -29,31 +32,32 @@ def _float_state(model):
 def test_export_files_and_metadata(quick_exports, name):
   folder, metrics = quick_exports[name]
   meta = json.loads((folder / f"{name}.json").read_text())
-  suffixes = {v: k for k, v in export_utils.FILE_KEYS.items()}
-  assert sorted(p.name for p in folder.iterdir()) == sorted([f"{name}.json", *(f"{name}.{suffixes[k]}" for k in meta["files"]),
+  assert sorted(p.name for p in folder.iterdir()) == sorted([f"{name}.json", *(f["name"] for f in meta["files"].values()),
                                                               *([meta["wasm_schedules"]] if meta.get("wasm_schedules") else [])])
-  assert {"module", "weights", "wasm", "report"} <= set(meta["files"])
-  weights = (folder / f"{name}.safetensors").read_bytes()
+  assert set(meta["files"]) == {"plan", "weights", "wasm", "extras_wasm", "wgsl", "extras_wgsl", "report"}
+  assert not list(folder.glob("*.js")) and not list(folder.glob("*.mjs"))            # data, not code
   assert meta["test_accuracy"] == metrics["test_accuracy"] and meta["mean"] == MEAN and meta["std"] == STD
   assert meta["input_shape"] == [1, 1, 28, 28] and meta["tinygrad_version"] == "0.14.0"
-  assert meta["weights_sha256"] == hashlib.sha256(weights).hexdigest()
   trainable = {k: a for k, a in load_file(folder / f"{name}.safetensors").items() if ".running_" not in k}   # not BN statistics
   assert meta["params"] == metrics["params"] == sum(a.size for a in trainable.values())
   assert meta["config"]["model"] == metrics["config"]["model"] and meta["architecture"].startswith(("MLP", "CNN"))
-  js = (folder / f"{name}.js").read_text()
-  assert "enable f16" not in js and "shader-f16" not in js and meta["weights_sha256"] in js
-  wasm = (folder / f"{name}.wasm").read_bytes()
-  assert wasm[:4] == b"\0asm" and hashlib.sha256(wasm).hexdigest() in js
+  wgsl = {**json.loads((folder / f"{name}.wgsl.json").read_text()), **json.loads((folder / f"{name}.extras.wgsl.json").read_text())}
+  assert all("@compute" in k for k in wgsl.values()) and not any("enable f16" in k or "shader-f16" in k for k in wgsl.values())
+  assert (folder / f"{name}.wasm").read_bytes()[:4] == b"\0asm"
   # the page asks for each file by its SHA-256, and checks it against it (so does the service worker)
-  for key, sha256 in meta["files"].items():
-    assert hashlib.sha256((folder / f"{name}.{suffixes[key]}").read_bytes()).hexdigest() == sha256, key
+  for key, f in meta["files"].items():
+    data = (folder / f["name"]).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"], key
   assert meta["backends"] == ["webgpu", "wasm"]
+  # the site's manifest lists it, with its label and role, and this very metadata
+  entry = next(m for m in json.loads((folder.parent / "models.json").read_text())["models"] if m["name"] == name)
+  assert entry == {"name": name, "label": {"mnist_mlp": "MLP", "mnist_convnet": "CNN"}[name], "role": "predict", "meta": meta}
 
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   folder, _ = quick_exports[name]
   model, _ = build_model(folder)
-  plan = read_plan(folder / f"{name}.js")
+  plan = read_plan(folder)
   webgpu, wasm = plan["webgpu"], plan["wasm"]
   weight_buffers = [b for b in webgpu["buffers"] if b["kind"] == "weight"]
   state = _float_state(model)
@@ -75,26 +79,28 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   assert {i for ds in webgpu["programs"].values() for d in ds for i in d["buffers"]} == set(range(len(webgpu["buffers"])))
   # the WebAssembly modules read the same weights file: every tensor at its own place in the arena, none overlapping
   assert {b["name"]: b["bytes"] for b in wasm["buffers"] if b["kind"] == "weight"} == {k: 2 * t.nbytes for k, t in tensors.items()}
-  for file in (wasm["base"], wasm["extras"]):
-    if file is None: continue
-    spans = sorted((o, o + b["bytes"]) for b, o in zip(wasm["buffers"], file["offsets"]) if o is not None)
+  for module in wasm["modules"]:
+    spans = sorted((o, o + b["bytes"]) for b, o in zip(wasm["buffers"], module["offsets"]) if o is not None)
     assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(o % 16 == 0 for o, _ in spans)
-  assert "forward" in wasm["base"]["programs"]
+  base, extras = wasm["modules"]
+  assert base["file"] == "wasm" and extras["file"] == "extras_wasm" and "forward" in base["programs"]
   # the training step comes on demand: its kernels are in the extras files, not in what a first visit loads
-  assert "train" not in wasm["base"]["programs"] and "train" in wasm["extras"]["programs"] and webgpu["extras"]
+  assert "train" not in base["programs"] and set(extras["programs"]) == set(wasm["programs"])
   in_forward = {d["kernel"] for d in webgpu["programs"]["forward"]}
-  assert all(k["extras"] == (i not in in_forward) for i, k in enumerate(webgpu["kernels"]))
+  assert all(k["file"] == ("wgsl" if i in in_forward else "extras_wgsl") for i, k in enumerate(webgpu["kernels"]))
+  wgsl = json.loads((folder / f"{name}.wgsl.json").read_text())
+  assert set(wgsl) == {str(i) for i in in_forward}
 
 def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_exports, mnist_test_set):
-  """Outside a browser: render_c + compile_wasm + the generated module give logits that match tinygrad's."""
-  import subprocess
+  """Outside a browser: the exported model, loaded by the page's one runtime in Node on WebAssembly (it widens the float16
+  weights into the arena), gives logits that match tinygrad's."""
   folder, _ = quick_exports["mnist_convnet"]
-  # the generated module itself, on WebAssembly in Node: the embedded runtime widens the float16 weights into the arena
   probe = f"""
     import {{ readFileSync }} from "node:fs";
-    const {{ default: model }} = await import({(folder / "mnist_convnet.js").as_uri()!r});
-    const run = await model.load("wasm", new Uint8Array(readFileSync({str(folder / "mnist_convnet.safetensors")!r})),
-                                 {{ wasm: new Uint8Array(readFileSync({str(folder / "mnist_convnet.wasm")!r})) }});
+    import {{ fileURLToPath }} from "node:url";
+    globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(url)));
+    const {{ loadModel }} = await import({(ROOT / "webapp" / "js" / "model_runtime.js").as_uri()!r});
+    const run = await loadModel(new URL({(folder / "mnist_convnet.json").as_uri()!r}), "wasm");
     const x = readFileSync(0);
     process.stdout.write(JSON.stringify(Array.from(await run(new Float32Array(x.buffer, x.byteOffset, 784)))));"""
   model, meta = build_model(folder)
@@ -109,8 +115,7 @@ def test_weights_are_shipped_as_float16_and_the_metadata_measures_exactly_those(
     meta = json.loads((folder / f"{name}.json").read_text())
     assert meta["weights_dtype"] == ["float16"] and meta["test_accuracy"] == metrics["test_accuracy"]
     assert "test_accuracy_float32" in meta                                 # what rounding cost, for the record
-    sizes = {key: (folder / f"{name}.{suffix}").stat().st_size for suffix, key in export_utils.FILE_KEYS.items() if (folder / f"{name}.{suffix}").exists()}
-    assert meta["file_bytes"] == sizes and {"module", "weights", "wasm", "report"} <= set(sizes)
+    assert meta["files"]["weights"]["bytes"] < 0.55 * 4 * meta["params"]
 
 def test_an_unrounded_model_is_refused_for_float16_export(quick_exports, tmp_path):
   """Rounding inside the exporter would ship a model whose accuracy nobody measured: it must be done before."""
@@ -118,15 +123,15 @@ def test_an_unrounded_model_is_refused_for_float16_export(quick_exports, tmp_pat
   model, _ = build_model(quick_exports["mnist_mlp"][0])
   w = model.layers[1].weight
   w.assign(w + Tensor.full(w.shape, 1e-4)).realize()
-  with pytest.raises(export_utils.ExportError, match="not float16-exact: call round_weights"):
+  with pytest.raises(ExportError, match="not float16-exact: call round_weights"):
     export_utils.export_model(model, "mnist_mlp", tmp_path, metadata={"test_accuracy": 1.0})
-  assert export_utils.round_weights(model) > 0 and export_utils.round_weights(model) == 0   # rounding is idempotent
+  assert round_weights(model) > 0 and round_weights(model) == 0   # rounding is idempotent
   export_utils.export_model(model, "mnist_mlp", tmp_path, metadata={"test_accuracy": 1.0})
 
 def test_a_missing_wasm_toolchain_is_a_clear_error(monkeypatch, tmp_path):
   monkeypatch.setenv("PATH", str(tmp_path))   # no clang on it
-  with pytest.raises(export_utils.ExportError, match="apt-get install clang lld"):
-    export_utils.compile_wasm("void f(void) {}")
+  with pytest.raises(ExportError, match="apt-get install clang lld"):
+    compile_wasm("void f(void) {}")
 
 def _fingerprint(folder:Path):
   return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
@@ -137,11 +142,11 @@ def test_failed_export_leaves_the_previous_one(quick_exports, tmp_path, monkeypa
   before = _fingerprint(out / "mnist_mlp")
   model, meta = build_model(out / "mnist_mlp")
   def broken(*a, **k): raise OSError(28, "No space left on device")
-  monkeypatch.setattr(export_utils, "_fsync_write", broken)
-  with pytest.raises(export_utils.ExportError, match="could not write .*No space left on device"):
+  monkeypatch.setattr(export_files, "fsync_write", broken)
+  with pytest.raises(ExportError, match="could not write .*No space left on device"):
     export_utils.export_model(model, "mnist_mlp", out, metadata={"test_accuracy": 1.0})
   assert _fingerprint(out / "mnist_mlp") == before
-  assert sorted(p.name for p in out.iterdir()) == ["mnist_mlp"]       # no staging folder left behind
+  assert sorted(p.name for p in out.iterdir()) == ["mnist_mlp"]       # no staging folder left behind, the manifest untouched
 
 def test_export_killed_midway_leaves_a_consistent_model(quick_exports, tmp_path):
   """SIGKILL at any moment: the folder holds the old model or the new one, whole, never a mix."""
@@ -163,26 +168,41 @@ def test_export_killed_midway_leaves_a_consistent_model(quick_exports, tmp_path)
   meta = json.loads((out / "mnist_mlp" / "mnist_mlp.json").read_text())
   assert sorted(after) == sorted(before)
   assert after == before or meta["test_accuracy"] == 12.5
-  assert meta["weights_sha256"] == after["mnist_mlp.safetensors"]
-  assert meta["weights_sha256"] in (out / "mnist_mlp" / "mnist_mlp.js").read_text()
+  assert all(meta["files"][key]["sha256"] == after[f["name"]] for key, f in meta["files"].items())
 
 def test_exporter_refuses_an_adapter_without_a_vulkan_driver(tmp_path):
   env = {**os.environ, "VK_ICD_FILENAMES": str(tmp_path / "no-driver.json"), "VK_DRIVER_FILES": str(tmp_path / "no-driver.json")}
-  code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); import export_utils\ntry: export_utils.check_webgpu()\n" \
-         "except export_utils.ExportError as e: print('REFUSED', e); sys.exit(3)"
+  code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from exporter import ExportError; from exporter.dawn import check_webgpu\n" \
+         "try: check_webgpu()\nexcept ExportError as e: print('REFUSED', e); sys.exit(3)"
   proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 3, proc.stdout + proc.stderr[-1000:]
   assert "mesa-vulkan-drivers" in proc.stdout
 
 def test_exporter_accepts_the_working_adapter():
-  export_utils.check_webgpu()
+  check_webgpu()
 
-@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet", "mnist_mlp_trainer", "mnist_convnet_trainer"])
-def test_committed_modules_embed_the_current_runtime(name):
-  """The runtime is one JavaScript file; a change to it must be followed by a re-export of the shipped models."""
-  module = (ROOT / "webapp" / name / f"{name}.js").read_text()
-  assert export_utils.RUNTIME_JS.read_text() in module, f"re-export webapp/{name} (LOAD=webapp/{name}/{name}.safetensors)"
-  assert module.startswith(f"// {name}: generated by export_utils.py") and module.rstrip().endswith("export default createModel(PLAN, WGSL, import.meta.url);")
+def _manifest() -> list[dict]: return json.loads((ROOT / "webapp" / "models.json").read_text())["models"]
+
+def test_the_site_serves_data_and_one_runtime():
+  """No JavaScript under webapp/ but the page's own modules: every model is data that js/model_runtime.js runs. The
+  manifest lists every model folder, each entry with the folder's own metadata."""
+  webapp = ROOT / "webapp"
+  assert {p.relative_to(webapp).parts[0] for p in webapp.rglob("*.js")} <= {"js", "sw.js"}
+  folders = {p.parent.name for p in webapp.glob("*/*.plan.json")}
+  assert [m["name"] for m in _manifest()] and {m["name"] for m in _manifest()} == folders
+  for m in _manifest():
+    assert m["meta"] == json.loads((webapp / m["name"] / f"{m['name']}.json").read_text()), m["name"]
+    assert m["role"] == ("train" if m["meta"]["fit"] else "predict") and m["label"]
+
+def test_the_manifest_is_updated_in_place_and_refuses_a_broken_one(tmp_path):
+  meta = lambda name, acc: {"name": name, "test_accuracy": acc}
+  export_files.add_to_manifest(tmp_path, meta("a", 1), "A", "predict")
+  export_files.add_to_manifest(tmp_path, meta("b", 2), "B", "train")
+  export_files.add_to_manifest(tmp_path, meta("a", 3), "A2", "predict")
+  models = json.loads((tmp_path / "models.json").read_text())["models"]
+  assert [(m["name"], m["label"], m["role"], m["meta"]["test_accuracy"]) for m in models] == [("a", "A2", "predict", 3), ("b", "B", "train", 2)]
+  (tmp_path / "models.json").write_text("{not json")
+  with pytest.raises(ExportError, match="models.json is not JSON"): export_files.add_to_manifest(tmp_path, meta("c", 1), "C", "predict")
 
 def test_a_re_export_takes_the_recorded_schedules_and_rebuilds_the_same_webassembly(tmp_path):
   """The WebAssembly kernels were chosen by timing (WASM_BEAM): a re-export of the same weights with the recorded

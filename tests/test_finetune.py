@@ -8,7 +8,8 @@ from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 from conftest import ROOT
 from test_export import build_model
-import export_utils, mnist_data
+import mnist_data
+from exporter.programs import finetune_step
 
 WEBAPP = ROOT / "webapp"
 SHOTS = ROOT / "runs" / "screenshots"
@@ -18,8 +19,9 @@ LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5   # float32 sums in another order, on anothe
 
 TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps, frozen}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const model = (await import(`./${name}/${name}.js`)).default;
-  const run = await model.load(device, `${name}/${name}.safetensors`);
+  const { openModel } = await import("./js/model_runtime.js");
+  const model = await openModel(`${name}/${name}.json`);
+  const run = await model.load(device);
   const batch = model.train.batch;
   const x = new Float32Array(Uint8Array.from(atob(images), (c) => c.charCodeAt(0)).buffer);
   const y = new Int32Array(Uint8Array.from(atob(labels), (c) => c.charCodeAt(0)).buffer);
@@ -51,7 +53,7 @@ def _batches(meta, mnist_test_set, batch:int):
 def _tinygrad_steps(name, x, y, lr):
   """tinygrad's own steps from the shipped weights: the loss of each and the trained tensors after the first and last."""
   model, meta = build_model(WEBAPP / name)
-  step, _, _ = export_utils.finetune_step(model, only=set(meta["finetune"]["trains"]))
+  step, _, _ = finetune_step(model, only=set(meta["finetune"]["trains"]))
   losses, after = [], {0: {k: get_state_dict(model)[k].numpy().reshape(-1) for k in meta["finetune"]["trains"]}}
   for i in range(STEPS):
     losses.append(step(Tensor(x[i]), Tensor(y[i]), Tensor([lr], dtype="float32"))["loss"].item())
@@ -203,8 +205,9 @@ def test_it_predicts_while_it_trains_and_cancel_leaves_the_model_as_it_was(app, 
   context.close()
 
 DAMAGE = """async (base) => {
+  const site = new URL(".", location.href).pathname;   // the page's names are its site's (js/settings.js)
   const db = await new Promise((resolve, reject) => {
-    const r = indexedDB.open("mnist-app", 1);
+    const r = indexedDB.open(`mnist-app@${site}`, 1);
     r.onupgradeneeded = () => { r.result.createObjectStore("examples", { autoIncrement: true }); r.result.createObjectStore("weights"); };
     r.onsuccess = () => resolve(r.result); r.onerror = () => reject(r.error);
   });
@@ -214,7 +217,7 @@ DAMAGE = """async (base) => {
     tx.oncomplete = resolve; tx.onerror = () => reject(tx.error);
   });
   db.close();
-  localStorage.setItem("teach", "1");
+  localStorage.setItem(`teach@${site}`, "1");
 }"""
 
 def test_damaged_fine_tuned_weights_fall_back_to_the_shipped_model(app, mnist_test_set):
@@ -223,7 +226,7 @@ def test_damaged_fine_tuned_weights_fall_back_to_the_shipped_model(app, mnist_te
   page = context.new_page()
   page.goto(url)
   page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
-  page.evaluate(DAMAGE, json.loads((WEBAPP / "mnist_convnet" / "mnist_convnet.json").read_text())["weights_sha256"])
+  page.evaluate(DAMAGE, json.loads((WEBAPP / "mnist_convnet" / "mnist_convnet.json").read_text())["files"]["weights"]["sha256"])
   page.reload()
   page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
   wait_status(page, "error", 30_000)

@@ -6,7 +6,6 @@ from collections import Counter
 import numpy as np
 from conftest import ROOT
 from browser import serve, throttle, wait_settled, draw_digit, Server
-import export_utils
 
 WEBAPP = ROOT / "webapp"
 
@@ -36,7 +35,7 @@ def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progres
   assert page.get_by_test_id("status").text_content().startswith("Downloading the MLP")
   bar = page.locator("[data-testid=download-mnist_mlp] progress")
   meta = json.loads((WEBAPP / "mnist_mlp" / "mnist_mlp.json").read_text())
-  assert float(bar.get_attribute("max")) == meta["file_bytes"]["weights"] + meta["file_bytes"]["wasm"]
+  assert float(bar.get_attribute("max")) == sum(meta["files"][key]["bytes"] for key in ("plan", "weights", "wasm"))
   assert bar.get_attribute("aria-label") and page.get_by_test_id("downloads").is_visible()
   page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
   wait_settled(page)
@@ -83,8 +82,9 @@ def test_no_file_is_downloaded_twice_on_a_first_visit(chromium_browser):
     backends = page.evaluate("[...mnistApp.runtime.models.values()].map((m) => m.backends.size)")
     assert backends == [2, 2]                                              # both models on both backends
   counts = Counter(server.requests)
-  for name in ("mnist_mlp", "mnist_convnet"):      # every file of every model (the service worker fetches the rest once)
-    meta = json.loads((WEBAPP / name / f"{name}.json").read_text())
-    suffix = {v: k for k, v in export_utils.FILE_KEYS.items()}
-    assert {f: counts[f"/{name}/{name}.{suffix[f]}"] for f in meta["files"]} == {f: 1 for f in meta["files"]}, counts
-  assert all(n == 1 for p, n in counts.items() if not p.endswith((".json", "/"))), counts
+  manifest = json.loads((WEBAPP / "models.json").read_text())["models"]
+  for m in (m for m in manifest if m["role"] == "predict"):   # every file of every model (the service worker fetches the rest once)
+    files = m["meta"]["files"]
+    assert {key: counts[f"/{m['name']}/{f['name']}"] for key, f in files.items()} == {key: 1 for key in files}, counts
+  # the page and the manifest are fetched fresh (no-cache) by the page and once more by the service worker, nothing else twice
+  assert all(n == 1 for p, n in counts.items() if p not in ("/", "/models.json", "/samples/index.json")), counts

@@ -8,7 +8,7 @@ from tinygrad import Tensor
 from conftest import ROOT
 from browser import open_app, wait_settled, draw_digit
 from test_export import build_model
-import export_utils
+from exporter.programs import layer_taps
 
 WEBAPP = ROOT / "webapp"
 MODELS = ["mnist_mlp", "mnist_convnet"]
@@ -16,9 +16,9 @@ N_TAPPED = 50
 
 TAPS_IN_PAGE = """async ({name, backend, images}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const meta = await (await fetch(`${name}/${name}.json`)).json();
-  const model = (await import(`./${name}/${name}.js`)).default;
-  const run = await model.load(device, `${name}/${name}.safetensors`);
+  const { openModel } = await import("./js/model_runtime.js");
+  const model = await openModel(`${name}/${name}.json`), meta = model.meta;
+  const run = await model.load(device);
   const pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0)), out = [];
   const b64 = (f) => { const u = new Uint8Array(f.buffer, f.byteOffset, f.byteLength); let s = ""; for (const x of u) s += String.fromCharCode(x); return btoa(s); };
   for (let i = 0; i < pixels.length / 784; i++) {
@@ -51,7 +51,7 @@ def test_every_layer_matches_tinygrads_intermediate_tensors(gpu_app, mnist_test_
   page.close()
   model, meta = build_model(WEBAPP / name)
   x = Tensor(((images.astype(np.float32) / 255 - meta["mean"]) / meta["std"]))
-  want = {k: v.numpy().reshape(N_TAPPED, -1) for k, v in export_utils.layer_taps(model, x).items()}
+  want = {k: v.numpy().reshape(N_TAPPED, -1) for k, v in layer_taps(model, x).items()}
   assert [t["name"] for t in meta["taps"]] == list(want) and list(want)[-1] == "logits"
   for i, result in enumerate(got):
     assert set(result["taps"]) == set(want)

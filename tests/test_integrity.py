@@ -1,7 +1,8 @@
 """Trust nothing that arrives, keep nothing bad: a bad answer for a model file (changed bytes, or a proxy's error page
 with status 200) is refused and never kept by the offline cache, so the model loads once the server is right again; in
 an insecure context (no crypto.subtle) the hash is still checked, in JavaScript; a changed generated module never runs;
-the page works under its strict Content-Security-Policy with no violation; no HTML is ever built from strings."""
+a changed plan or WGSL file is refused before it is read; the page works under its strict Content-Security-Policy with
+no violation; no HTML is ever built from strings."""
 import json, re, shutil
 import numpy as np
 import pytest
@@ -38,7 +39,7 @@ def test_a_bad_answer_is_refused_never_cached_and_the_model_loads_once_the_serve
     assert "mnist_mlp.safetensors" in state["error"], state                # named, whatever the answer was
     assert state["retryable"] and page.get_by_test_id("retry-mnist_mlp").is_visible()
     assert page.get_by_test_id("prediction").text_content() == ""             # no other model's answer stays on screen
-    assert not page.evaluate("""caches.open('mnist-app-v1').then((c) => c.keys()).then((ks) => ks.some((r) => r.url.includes('mnist_mlp.safetensors')))""")
+    assert not page.evaluate("""caches.open('mnist-app-v2@/').then((c) => c.keys()).then((ks) => ks.some((r) => r.url.includes('mnist_mlp.safetensors')))""")
     del server.bad["mnist_mlp.safetensors"]                                    # the server is right again
     before = server.requests.count("/mnist_mlp/mnist_mlp.safetensors")
     page.get_by_test_id("retry-mnist_mlp").click()                            # Retry, without a reload
@@ -59,7 +60,7 @@ def test_the_service_worker_drops_a_cached_copy_that_no_longer_matches_and_fetch
     page = _open(app, url)
     page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=180_000)
     # a copy in the cache is damaged (a disk error, a bug of an earlier version): served from it, it would break the model
-    key = page.evaluate("""async () => { const c = await caches.open('mnist-app-v1'), ks = await c.keys();
+    key = page.evaluate("""async () => { const c = await caches.open('mnist-app-v2@/'), ks = await c.keys();
       const r = ks.find((r) => r.url.includes('mnist_mlp.safetensors'));
       const bytes = new Uint8Array(await (await c.match(r)).arrayBuffer()); bytes[bytes.length - 1] ^= 0xff;
       await c.put(r, new Response(bytes)); return r.url; }""")
@@ -68,7 +69,7 @@ def test_the_service_worker_drops_a_cached_copy_that_no_longer_matches_and_fetch
     page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
     page.get_by_test_id("model-select").select_option("mnist_mlp")
     page.wait_for_function(f"{MLP_STATE}.ready", timeout=60_000)
-    assert server.requests.count("/mnist_mlp/mnist_mlp.safetensors") == before + 1 and key.endswith("v=" + _meta("mnist_mlp")["files"]["weights"])
+    assert server.requests.count("/mnist_mlp/mnist_mlp.safetensors") == before + 1 and key.endswith("v=" + _meta("mnist_mlp")["files"]["weights"]["sha256"])
     page.close()
 
 def _meta(name): return json.loads((WEBAPP / name / f"{name}.json").read_text())
@@ -80,17 +81,27 @@ def _site_copy(tmp_path):
   (site / "samples").symlink_to(WEBAPP / "samples")
   return site
 
-def test_a_changed_generated_module_never_runs(app, tmp_path):
-  """One edited WGSL constant in the module: the bytes no longer hash to what the metadata names, so the import is
-  refused before any of it runs (Subresource Integrity on a modulepreload), on a model the visitor picks."""
+@pytest.mark.parametrize("file", ["mnist_mlp.plan.json", "mnist_mlp.wgsl.json"])
+def test_a_changed_plan_or_wgsl_is_refused_and_retry_loads_the_right_one(chromium_browser, tmp_path, file):
+  """One edited number in the plan (a workgroup count) or in a WGSL kernel: the bytes no longer hash to what the metadata
+  names, so the file is refused before it is parsed or compiled, on a model the visitor picks; named, with Retry, which
+  loads the model once the file is right again. (The WGSL is read when WebGPU comes up: the browser has it.)"""
   site = _site_copy(tmp_path)
-  module = site / "mnist_mlp" / "mnist_mlp.js"
-  module.write_text(module.read_text().replace("const PLAN = ", "globalThis.__ranChangedModule = true;\nconst PLAN = ", 1))
+  path = site / "mnist_mlp" / file
+  good = path.read_bytes()
+  flip = lambda m: m.group(1) + str((int(m.group(2)) + 1) % 10).encode()                   # one digit, so the size stays
+  path.write_bytes(re.sub(rb'("workgroups":\[)(\d)', flip, good, count=1) if file.endswith("plan.json") else good.replace(b"0.0f", b"1.0f", 1))
+  assert path.read_bytes() != good
   with serve(site) as url:
-    page = _open(app, url, select="mnist_mlp")
-    page.wait_for_function(f"{MLP_STATE}.error", timeout=60_000)
-    assert "mnist_mlp.js" in page.evaluate(MLP_STATE)["error"] and "sha256 mismatch" in page.evaluate(MLP_STATE)["error"]
-    assert page.evaluate("globalThis.__ranChangedModule === undefined")
+    page = _open(chromium_browser, url, select="mnist_mlp")
+    page.wait_for_function(f"{MLP_STATE}.error", timeout=120_000)
+    state = page.evaluate(MLP_STATE)
+    assert file in state["error"] and "sha256 mismatch" in state["error"] and state["retryable"], state
+    path.write_bytes(good)
+    page.wait_for_function("!document.querySelector('[data-testid=retry-mnist_mlp]').hidden", timeout=10_000)
+    page.get_by_test_id("retry-mnist_mlp").click()
+    page.wait_for_function(f"{MLP_STATE}.ready && mnistApp.runtime.models.get('mnist_mlp').backends.size === 2", timeout=120_000)
+    assert not page.errors, page.errors
     page.close()
 
 def test_without_crypto_subtle_the_hash_is_still_checked(mnist_test_set, tmp_path):
@@ -207,7 +218,7 @@ def test_ten_thousand_predictions_keep_memory_bounded(chromium_no_webgpu, app_ur
   assert heap1 - heap0 < 2e6 and nodes1 - nodes0 < 50
   page.close()
 
-@pytest.mark.parametrize("file, bad", [("mnist_mlp.json", "500"), ("mnist_mlp.json", "html"), ("mnist_mlp.js", "500"), ("mnist_mlp.js", "flipped"),
+@pytest.mark.parametrize("file, bad", [("mnist_mlp.plan.json", "500"), ("mnist_mlp.plan.json", "html"), ("mnist_mlp.plan.json", "flipped"),
                                        ("mnist_mlp.wasm", "flipped"), ("mnist_mlp.safetensors", "500")])
 def test_every_file_of_a_model_that_fails_is_named_offers_retry_and_loads_when_the_server_recovers(app, file, bad):
   server = Server()
@@ -222,6 +233,25 @@ def test_every_file_of_a_model_that_fails_is_named_offers_retry_and_loads_when_t
     del server.bad[file]
     page.get_by_test_id("retry-mnist_mlp").click()
     page.wait_for_function(f"{MLP_STATE}.ready", timeout=60_000)
+    page.get_by_test_id("sample").click()
+    wait_settled(page)
+    assert page.get_by_test_id("prediction").text_content().isdigit() and not page.errors, page.errors
+    page.close()
+
+@pytest.mark.parametrize("bad", ["500", "html"])
+def test_a_manifest_that_fails_is_named_with_a_retry_that_loads_the_models(app, bad):
+  """models.json is the one list of models: when it cannot be read the page says so (no model can load), and Retry,
+  once the server is right, brings the page up without a reload."""
+  server = Server()
+  server.bad["models.json"] = bad
+  with serve(WEBAPP, server=server) as url:
+    page = _open(app, url)
+    page.wait_for_function("document.querySelector('[data-testid=retry-manifest]')", timeout=60_000)
+    assert "models.json" in page.get_by_test_id("download-manifest").text_content()
+    assert page.get_by_test_id("status").text_content().startswith("Error") and page.evaluate("document.body.dataset.ready") != "true"
+    del server.bad["models.json"]
+    page.get_by_test_id("retry-manifest").click()
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
     page.get_by_test_id("sample").click()
     wait_settled(page)
     assert page.get_by_test_id("prediction").text_content().isdigit() and not page.errors, page.errors

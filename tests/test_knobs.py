@@ -44,11 +44,11 @@ def env(monkeypatch):
 def test_training_knobs_map_to_config(env):
   from training import training_knobs
   env(STEPS=7, BS=33, LR=0.005, OPT="sgd", WD=0.01, MOMENTUM=0.8, SCHEDULE="cosine", WARMUP=0.2, LABEL_SMOOTHING=0.1,
-      AFFINE=0, ROTATE=5, SHIFT=1.5, SCALE=0.05, THICKEN=0.4, THIN=0.2, SEED=9)
+      AFFINE=0, ROTATE=5, SHIFT=1.5, SCALE=0.05, THICKEN=0.4, THIN=0.2, SEED=9, AUX_LR=0.003, EVAL_EVERY=5, LOG_EVERY=2)
   cfg = training_knobs({})
   assert cfg == {"steps": 7, "batch_size": 33, "lr": 0.005, "optimizer": "sgd", "weight_decay": 0.01, "momentum": 0.8, "schedule": "cosine",
                  "warmup": 0.2, "label_smoothing": 0.1, "affine": 0, "rotate_deg": 5.0, "shift_px": 1.5, "scale": 0.05, "thicken_p": 0.4,
-                 "thin_p": 0.2, "seed": 9}
+                 "thin_p": 0.2, "seed": 9, "aux_lr": 0.003, "eval_every": 5, "log_every": 2}
 
 def test_model_knobs_change_the_model(env):
   from tinygrad.nn.state import get_parameters
@@ -89,6 +89,6 @@ def test_jit_knob_reaches_tinygrad_and_export_still_works(tmp_path):
     metrics, out = tmp_path / f"jit{jit}.json", tmp_path / f"web{jit}"
     proc = run_script("mnist_mlp.py", JIT=jit, STEPS=10, WIDTH=32, LOG_EVERY=5, METRICS=metrics, OUT=out, EXPORT=1 - jit)
     assert proc.returncode == 0, proc.stderr[-1500:]
-    assert (out / "mnist_mlp" / "mnist_mlp.js").exists() == (jit == 0)
+    assert (out / "mnist_mlp" / "mnist_mlp.plan.json").exists() == (jit == 0)
     runs[jit] = json.loads(metrics.read_text())
   assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["test_accuracy"] == runs[1]["test_accuracy"]

@@ -10,7 +10,9 @@ from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 from conftest import ROOT, run_script
 from browser import serve, Server
-import export_utils, training
+import training
+from exporter.programs import fit_step
+import evaluation
 
 WEBAPP = ROOT / "webapp"
 TRAINERS = ["mnist_mlp_trainer", "mnist_convnet_trainer"]
@@ -31,7 +33,7 @@ def test_the_pages_report_is_the_exporters(mnist_test_set):
   x, y = mnist_test_set
   rng = np.random.default_rng(3)
   logits = rng.standard_normal((500, 10)).astype(np.float32) + 4 * np.eye(10, dtype=np.float32)[y[:500]]
-  want = export_utils.test_report(logits, y[:500])
+  want = evaluation.test_report(logits, y[:500])
   probs = np.exp(logits - logits.max(1, keepdims=True))
   probs /= probs.sum(1, keepdims=True)
   got = json.loads(node(f"""import {{ reportFrom }} from "./webapp/js/report.js";
@@ -47,8 +49,9 @@ FIT_IN_PAGE = """async ({name, backend, weights, images, labels, lrs, steps, see
   const floats = (b64) => new Float32Array(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
   const b64 = (f) => { const u = new Uint8Array(f.buffer, f.byteOffset, f.byteLength); let s = ""; for (const v of u) s += String.fromCharCode(v); return btoa(s); };
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const model = (await import(`./${name}/${name}.js`)).default;
-  const run = await model.load(device, null), names = model.weights.map((w) => w.name), batch = model.fit.batch;
+  const { openModel } = await import("./js/model_runtime.js");
+  const model = await openModel(`${name}/${name}.json`);
+  const run = await model.load(device, { weights: null }), names = model.weights.map((w) => w.name), batch = model.fit.batch;
   const inits = {};
   for (const seed of seeds) inits[seed] = Object.fromEntries(Object.entries(await run.init(seed)).map(([k, v]) => [k, b64(v)]));
   await run.writeWeights(Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, floats(v)])));
@@ -95,7 +98,7 @@ def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_ur
   page.goto(app_url + "__blank.html")
   runs = {backend: page.evaluate(FIT_IN_PAGE, {**args, "backend": backend}) for backend in ("webgpu", "wasm")}
   # tinygrad's own steps, from the same start, batches and learning rates
-  step, _, _ = export_utils.fit_step(model, opt, batch)
+  step, _, _ = fit_step(model, opt, batch)
   want_losses, want = [], {}
   for i in range(FIT_STEPS):
     out = step(Tensor(images[i]), Tensor(labels[i]), Tensor([lrs[i]], dtype="float32"))
@@ -131,8 +134,7 @@ def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_ur
     if v.size >= 100: assert abs(mine.std() / v.std() - 1) < 0.1, k
 
 def meta_init(name:str) -> dict:
-  line = next(l for l in (WEBAPP / name / f"{name}.js").read_text().splitlines() if l.startswith("const PLAN = "))
-  return json.loads(line.removeprefix("const PLAN = ").removesuffix(";"))["fit"]["init"]
+  return json.loads((WEBAPP / name / f"{name}.plan.json").read_text())["fit"]["init"]
 
 @pytest.mark.parametrize("name", TRAINERS)
 def test_the_exporters_initialisation_is_tinygrads(name):
@@ -177,8 +179,10 @@ def test_a_short_training_learns_pauses_and_resumes_exactly_while_the_page_predi
   set_fields(page, model="mnist_mlp_trainer", samples=4000, epochs=4, seed=11, backend="wasm")
   page.get_by_test_id("train-start").click()
   wait_state(page, "training")
-  page.wait_for_function("document.querySelector('#trainer-panel progress').value >= 40", timeout=120_000)
-  page.get_by_test_id("train-pause").click()
+  # pressed from inside the page as soon as 40 steps are in (a round trip from the test could come after the 250th)
+  page.evaluate("""() => new Promise((resolve) => { const poll = () => {
+    if (document.querySelector('#trainer-panel progress').value >= 40) { document.querySelector('[data-testid=train-pause]').click(); resolve(); }
+    else requestAnimationFrame(poll); }; poll(); })""")
   wait_state(page, "paused")
   page.wait_for_timeout(300)                                                  # a step in flight lands
   held = page.evaluate("document.querySelector('#trainer-panel progress').value")

@@ -1,25 +1,25 @@
-// Offline support. Installing caches the page and every model (the model files named by the content hashes in their
-// metadata), so once this worker is active a second visit works with no network. The page registers this worker only
-// after it has downloaded the models, and it puts each verified model file into this cache itself: installing finds
-// them there and downloads none of them again. Same-origin GETs then go to the network first (a visitor online always
-// gets the newest page and metadata) and fall back to the cache. A file asked for with ?v=<its SHA-256> never changes
-// under its URL: it is served from the cache first, and only bytes whose hash is that v are ever stored or served from
-// it (a bad response, say an error page from a proxy, is passed on for the page to refuse but never kept; a cached copy
-// that no longer matches is dropped and fetched again). A re-exported model has new URLs, and its old copies are
-// dropped as the new ones are stored.
-const CACHE = "mnist-app-v1";   // OFFLINE_CACHE in js/models.js (a test keeps the two equal)
-const SHELL = ["./", "favicon.svg", "css/app.css", "js/theme.js", "js/main.js", "js/drawing.js", "js/preprocess.js", "js/models.js", "js/chart.js",
-               "js/inside.js", "js/report.js", "js/teach.js", "js/storage.js", "js/finetune.js", "js/trainer.js", "js/fit.js", "js/fit_worker.js",
-               "js/dataset.js", "js/plot.js", "js/model_runtime.js", "js/dom.js", "js/verify.js"];
+// Offline support. Installing caches the page and its models, so that once this worker is active a second visit works
+// with no network. What to cache is read, not listed: the page's files by following index.html's links and each module's
+// imports (so a new module is cached without anyone remembering to add it here), the models from the site's manifest
+// (models.json, which names every file of every model with its SHA-256). The page registers this worker only after it
+// has downloaded its models, and puts each verified model file into this cache itself: installing finds them there.
+//
+// Same-origin GETs then go to the network first (a visitor online always gets the newest page and manifest) and fall
+// back to the cache. A file asked for with ?v=<its SHA-256> never changes under its URL: it is served from the cache
+// first, and only bytes whose hash is that v are ever stored or served from it (a bad response, say an error page from a
+// proxy, is passed on for the page to refuse but never kept; a cached copy that no longer matches is dropped and fetched
+// again). A re-exported model has new URLs, and its old copies are dropped as the new ones are stored.
+//
+// One origin, many sites: the cache is named by this site's path (its scope), as every setting and database of the page
+// is (js/settings.js), and activating deletes only this site's caches of other versions.
+const SITE = new URL("./", self.location.href).pathname;
+const VERSION = "mnist-app-v2";   // the cache's format: a new one starts empty and the old one is deleted on activate
+const CACHE = `${VERSION}@${SITE}`;   // OFFLINE_CACHE in js/models.js (siteName("mnist-app-v2"): a test keeps them equal)
 // the digits "Try a sample" draws, by the hash samples/index.json gives (as the page asks for them)
 const SAMPLES = ["mnist_test_samples.bin"];
 // only for fine-tuning (1.2 MB) and for training (MNIST, 11 MB, and the trainable models): not precached, so a visitor who
 // never uses them never downloads them; stored when first fetched
 const LATER = ["samples/finetune.bin", "samples/mnist/"];
-const MODELS = ["mnist_mlp", "mnist_convnet"];   // as in js/models.js (a test keeps the two lists equal)
-
-// the exporter's names for a model's files (metadata "files") -> the files' suffixes
-const FILE_SUFFIX = { module: "js", weights: "safetensors", wasm: "wasm", extras_wgsl: "extras.json", extras_wasm: "extras.wasm", report: "report.json" };
 
 const versionOf = (url) => new URL(url, self.location.href).searchParams.get("v");
 const isVersioned = (url) => versionOf(url) !== null;
@@ -70,23 +70,44 @@ async function fetchAndStore(cache, url) {
   return response;
 }
 
-// A model that cannot be fetched now (or a missing file) is skipped, not fatal: the rest still works offline.
+/** The page's own files: index.html, what it links (its style, icon and scripts), and every module those import,
+ *  statically, on demand or as a worker ("./x.js" beside the importing module). */
+async function shell(cache) {
+  const found = new Set(["./"]), todo = ["./"];
+  while (todo.length) {
+    const url = todo.pop(), text = await (await fetchAndStore(cache, url)).text();
+    const links = url === "./" ? [...text.matchAll(/(?:href|src)="((?![#/]|[a-z]+:)[^"]+)"/g)].map((m) => m[1])
+      : [...text.matchAll(/(?:from|import\(|new URL\()\s*"\.\/([\w-]+\.js)"/g)].map((m) => url.replace(/[^/]*$/, "") + m[1]);
+    for (const link of links) if (!found.has(link)) { found.add(link); if (link.endsWith(".js")) todo.push(link); else await fetchAndStore(cache, link); }
+  }
+}
+
+/** Every file of every model the page draws with, by the hashes the manifest gives. */
+async function models(cache) {
+  const manifest = await (await fetchAndStore(cache, "models.json")).json();
+  const files = manifest.models.filter((m) => m.role === "predict").flatMap((m) => Object.values(m.meta.files).map((f) => `${m.name}/${f.name}?v=${f.sha256}`));
+  await Promise.all(files.map((url) => fetchAndStore(cache, url)));
+}
+
+async function samples(cache) {
+  const index = await (await fetchAndStore(cache, "samples/index.json")).json();
+  await Promise.all(SAMPLES.map((name) => fetchAndStore(cache, `samples/${name}?v=${index.files[name].sha256}`)));
+}
+
+// A part that cannot be fetched now (or a missing file) is skipped, not fatal: the rest still works offline.
 async function precache() {
   const cache = await caches.open(CACHE);
-  const models = MODELS.map(async (name) => {
-    const meta = await (await fetchAndStore(cache, `${name}/${name}.json`)).json();
-    await Promise.all(Object.entries(meta.files).map(([key, hash]) => fetchAndStore(cache, `${name}/${name}.${FILE_SUFFIX[key]}?v=${hash}`)));
-  });
-  const samples = (async () => {
-    const index = await (await fetchAndStore(cache, "samples/index.json")).json();
-    await Promise.all(SAMPLES.map((name) => fetchAndStore(cache, `samples/${name}?v=${index.files[name].sha256}`)));
-  })();
-  const results = await Promise.allSettled([...SHELL.map((url) => fetchAndStore(cache, url)), ...models, samples]);
+  const results = await Promise.allSettled([shell(cache), models(cache), samples(cache)]);
   for (const r of results) if (r.status === "rejected") console.warn("offline cache:", r.reason?.message ?? r.reason);
 }
 
+/** This site's caches of other versions (and the one every copy shared before caches were named by site). */
+async function dropOldCaches() {
+  for (const name of await caches.keys()) if (name !== CACHE && (name.endsWith(`@${SITE}`) || name === "mnist-app-v1")) await caches.delete(name);
+}
+
 self.addEventListener("install", (event) => event.waitUntil(precache().then(() => self.skipWaiting())));
-self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
+self.addEventListener("activate", (event) => event.waitUntil(dropOldCaches().then(() => self.clients.claim())));
 
 async function respond(request) {
   const cache = await caches.open(CACHE);

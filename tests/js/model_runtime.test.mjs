@@ -1,6 +1,6 @@
-// node --test: the runtime that every generated model module embeds (webapp/js/model_runtime.js), on its own:
-// safetensors parsing (float32 and float16, malformed files), the arena check, run() serialisation and input checks,
-// one hash check per file shared by both backends, and a real exported model on WebAssembly.
+// node --test: the one model runtime (webapp/js/model_runtime.js), on its own: safetensors parsing (float32 and float16,
+// malformed files), the arena check, run() serialisation and input checks, one hash check per file shared by both
+// backends, and the committed models (data: metadata, plan, weights, modules) on WebAssembly.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync, existsSync } from "node:fs";
@@ -8,7 +8,8 @@ import { gunzipSync } from "node:zlib";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
-import { readSafetensors, writeSafetensors, halfToFloat32, checkArena, serialised, createModel, sha256Hex, sha256, ModelFileError, initialWeights, randomBits } from "../../webapp/js/model_runtime.js";
+import { readSafetensors, writeSafetensors, halfToFloat32, checkArena, serialised, openModel, loadModel, sha256Hex, sha256, ModelFileError, initialWeights,
+         randomBits } from "../../webapp/js/model_runtime.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -103,22 +104,29 @@ test("runs are serialised, see a snapshot of their input, and survive a failed r
   await assert.rejects(run([1, 2, 3]), TypeError);
 });
 
-// ---- a real exported model, on WebAssembly (Node has no WebGPU)
+// ---- the committed models, on WebAssembly (Node has no WebGPU)
 
-const MODEL = join(ROOT, "webapp", "mnist_convnet");
-const plan = () => JSON.parse(readFileSync(join(MODEL, "mnist_convnet.js"), "utf8").split("\n").find((l) => l.startsWith("const PLAN = ")).slice(13, -1));
-const file = (ext) => new Uint8Array(readFileSync(join(MODEL, `mnist_convnet.${ext}`)));
+// Node's fetch has no file: URLs; the page's files are read from disk, and every request is counted
+const requested = [];
+globalThis.fetch = async (url) => {
+  requested.push(new URL(url).pathname.split("/").pop());
+  try { return new Response(readFileSync(fileURLToPath(new URL(url)))); }
+  catch { return new Response(null, { status: 404 }); }
+};
+const metaUrl = (name) => new URL(`file://${join(ROOT, "webapp", name, `${name}.json`)}`);
+const file = (name, key) => {
+  const meta = JSON.parse(readFileSync(fileURLToPath(metaUrl(name)), "utf8"));
+  return new Uint8Array(readFileSync(join(ROOT, "webapp", name, meta.files[key].name)));
+};
 
 test("a committed model runs on WebAssembly in Node and reads MNIST test digits", async () => {
-  const meta = JSON.parse(readFileSync(join(MODEL, "mnist_convnet.json"), "utf8"));
-  const model = createModel(plan(), [], new URL(`file://${MODEL}/mnist_convnet.js`));
-  const run = await model.load("wasm", file("safetensors"), { wasm: file("wasm") });
+  const model = await openModel(metaUrl("mnist_convnet")), run = await model.load("wasm");
   const dir = process.env.MNIST_DIR || join(ROOT, "..", "shared", "mnist");
   assert.ok(existsSync(join(dir, "t10k-images-idx3-ubyte.gz")), `MNIST not found in ${dir}; set MNIST_DIR`);
   const images = gunzipSync(readFileSync(join(dir, "t10k-images-idx3-ubyte.gz"))), labels = gunzipSync(readFileSync(join(dir, "t10k-labels-idx1-ubyte.gz")));
   let right = 0;
   for (let i = 0; i < 100; i++) {
-    const x = Float32Array.from(images.subarray(16 + i * 784, 16 + (i + 1) * 784), (p) => (p / 255 - meta.mean) / meta.std);
+    const x = Float32Array.from(images.subarray(16 + i * 784, 16 + (i + 1) * 784), (p) => (p / 255 - model.meta.mean) / model.meta.std);
     const logits = await run(x);
     assert.equal(logits.length, 10);
     if (logits.indexOf(Math.max(...logits)) === labels[8 + i]) right++;
@@ -126,23 +134,34 @@ test("a committed model runs on WebAssembly in Node and reads MNIST test digits"
   assert.ok(right >= 98, `${right} of 100`);
 });
 
-test("the same weights given to two loads are hashed once; a changed file is refused", async () => {
+test("loadModel: metadata, plan, weights and module, each downloaded once and only those", async () => {
+  requested.length = 0;
+  const run = await loadModel(metaUrl("mnist_mlp"), "wasm");
+  assert.equal((await run(new Float32Array(784))).length, 10);
+  assert.deepEqual(requested.sort(), ["mnist_mlp.json", "mnist_mlp.plan.json", "mnist_mlp.safetensors", "mnist_mlp.wasm"]);
+});
+
+test("the same weights given to two loads are hashed once; a changed weights file, plan or module is refused", async () => {
   const digest = crypto.subtle.digest.bind(crypto.subtle);
   let hashed = 0;
   crypto.subtle.digest = (...args) => { hashed++; return digest(...args); };
   try {
-    const model = createModel(plan(), [], new URL(`file://${MODEL}/mnist_convnet.js`));
-    const weights = file("safetensors"), wasm = file("wasm");
-    await model.load("wasm", weights, { wasm });
-    await model.load("wasm", Promise.resolve(weights), { wasm });
-    assert.equal(hashed, 2);                                               // once for the weights, once for the module
+    const model = await openModel(metaUrl("mnist_convnet"));
+    assert.equal(hashed, 1);                                               // the plan
+    const weights = file("mnist_convnet", "weights");
+    await model.load("wasm", { weights });
+    await model.load("wasm", { weights: Promise.resolve(weights) });
+    assert.equal(hashed, 3);                                               // the weights once, the module once
     const changed = weights.slice();
     changed[changed.length - 1] ^= 1;
-    await assert.rejects(model.load("wasm", changed, { wasm }), (e) => e.name === "ModelFileError" && /sha256 mismatch/.test(e.message));
-    const tampered = wasm.slice();
-    tampered[tampered.length - 1] ^= 1;
-    await assert.rejects(model.load("wasm", weights, { wasm: tampered }), /WebAssembly module mnist_convnet.wasm is not the one/);
+    await assert.rejects(model.load("wasm", { weights: changed }), (e) => e instanceof ModelFileError && /mnist_convnet.safetensors.*sha256 mismatch/.test(e.message));
   } finally { crypto.subtle.digest = digest; }
+  const meta = JSON.parse(readFileSync(fileURLToPath(metaUrl("mnist_convnet")), "utf8"));
+  for (const key of ["plan", "wasm"]) {
+    const wrong = { ...meta, files: { ...meta.files, [key]: { ...meta.files[key], sha256: "0".repeat(64) } } };
+    const opening = openModel(wrong, { base: new URL(".", metaUrl("mnist_convnet")) }).then((m) => m.load("wasm"));
+    await assert.rejects(opening, (e) => e instanceof ModelFileError && e.message.includes(meta.files[key].name) && /sha256 mismatch/.test(e.message));
+  }
 });
 
 test("sha256Hex is the hex SHA-256", async () => {
@@ -150,51 +169,41 @@ test("sha256Hex is the hex SHA-256", async () => {
 });
 
 test("the taps program returns every named layer, and its logits are the forward's", async () => {
-  const dir = join(ROOT, "webapp", "mnist_mlp"), read = (ext) => new Uint8Array(readFileSync(join(dir, `mnist_mlp.${ext}`)));
-  const mlpPlan = JSON.parse(readFileSync(join(dir, "mnist_mlp.js"), "utf8").split("\n").find((l) => l.startsWith("const PLAN = ")).slice(13, -1));
-  const model = createModel(mlpPlan, [], new URL(`file://${dir}/mnist_mlp.js`));
-  const run = await model.load("wasm", read("safetensors"), { wasm: read("wasm") });
+  const model = await openModel(metaUrl("mnist_mlp")), run = await model.load("wasm");
   const x = Float32Array.from({ length: 784 }, (_, i) => Math.sin(i));
   const plain = await run(x), { logits, taps } = await run(x, { taps: true });
   assert.deepEqual([...logits], [...plain]);
-  assert.deepEqual(Object.keys(taps), mlpPlan.taps.map((t) => t.name));
-  for (const t of mlpPlan.taps) assert.equal(taps[t.name].length, t.shape.reduce((a, b) => a * b, 1));
+  assert.deepEqual(Object.keys(taps), model.taps.map((t) => t.name));
+  for (const t of model.taps) assert.equal(taps[t.name].length, t.shape.reduce((a, b) => a * b, 1));
   assert.deepEqual([...taps.logits], [...plain]);
   assert.ok(taps.hidden1.every((v) => v >= 0));                           // after a ReLU
-  const tensors = await model.tensors(read("safetensors"));
+  const tensors = await model.tensors();
   assert.deepEqual(tensors("layers.1.weight").shape, [1024, 784]);
   assert.throws(() => tensors("nope"), /no tensor "nope"/);
 });
 
 test("the train program: checked inputs, a step that run() then sees, weights read, written back and replayed exactly", async () => {
-  const dir = join(ROOT, "webapp", "mnist_mlp"), read = (ext) => new Uint8Array(readFileSync(join(dir, `mnist_mlp.${ext}`)));
-  const mlpPlan = JSON.parse(readFileSync(join(dir, "mnist_mlp.js"), "utf8").split("\n").find((l) => l.startsWith("const PLAN = ")).slice(13, -1));
-  const fetchBefore = globalThis.fetch;   // the training step's kernels come from the extras module, fetched by URL
-  globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(url)));
-  try {
-    const model = createModel(mlpPlan, [], new URL(`file://${dir}/mnist_mlp.js`));
-    const run = await model.load("wasm", read("safetensors"), { wasm: read("wasm") });
-    const { batch, trains, lr } = model.train;
-    assert.ok(batch > 0 && trains.length > 0 && lr > 0);
-    const images = Float32Array.from({ length: batch * 784 }, (_, i) => Math.sin(i * 0.37)), labels = Int32Array.from({ length: batch }, (_, i) => i % 10);
-    await assert.rejects(run.train(images.subarray(1), labels, lr), TypeError);
-    await assert.rejects(run.train(images, new Int32Array(batch - 1), lr), TypeError);
-    await assert.rejects(run.train(images, labels, NaN), TypeError);
-    const x = images.slice(0, 784), before = await run(x), start = await run.readWeights();
-    assert.deepEqual(Object.keys(start).sort(), [...trains].sort());
-    const loss = await run.train(images, labels, lr);
-    assert.ok(Number.isFinite(loss) && loss > 0);
-    const trained = await run.readWeights(), after = await run(x);
-    for (const name of trains) assert.ok(trained[name].some((v, i) => v !== start[name][i]), `${name} did not change`);
-    assert.ok(after.some((v, i) => v !== before[i]), "run() does not see the trained weights");
-    await run.writeWeights(start);
-    assert.deepEqual([...(await run(x))], [...before]);
-    await run.resetOptimizer();                                          // the same step from the same start: the same result
-    assert.equal(await run.train(images, labels, lr), loss);
-    const again = await run.readWeights();
-    for (const name of trains) assert.deepEqual([...again[name]], [...trained[name]]);
-    await assert.rejects(run.writeWeights({ nope: new Float32Array(1) }), /no weight or optimizer state named "nope"/);
-  } finally { globalThis.fetch = fetchBefore; }
+  const model = await openModel(metaUrl("mnist_mlp")), run = await model.load("wasm");
+  const { batch, trains, lr, steps, yours } = model.train;
+  assert.ok(batch > 0 && trains.length > 0 && lr > 0 && steps > 0 && yours > 0 && yours < 1);
+  const images = Float32Array.from({ length: batch * 784 }, (_, i) => Math.sin(i * 0.37)), labels = Int32Array.from({ length: batch }, (_, i) => i % 10);
+  await assert.rejects(run.train(images.subarray(1), labels, lr), TypeError);
+  await assert.rejects(run.train(images, new Int32Array(batch - 1), lr), TypeError);
+  await assert.rejects(run.train(images, labels, NaN), TypeError);
+  const x = images.slice(0, 784), before = await run(x), start = await run.readWeights();
+  assert.deepEqual(Object.keys(start).sort(), [...trains].sort());
+  const loss = await run.train(images, labels, lr);
+  assert.ok(Number.isFinite(loss) && loss > 0);
+  const trained = await run.readWeights(), after = await run(x);
+  for (const name of trains) assert.ok(trained[name].some((v, i) => v !== start[name][i]), `${name} did not change`);
+  assert.ok(after.some((v, i) => v !== before[i]), "run() does not see the trained weights");
+  await run.writeWeights(start);
+  assert.deepEqual([...(await run(x))], [...before]);
+  await run.resetOptimizer();                                          // the same step from the same start: the same result
+  assert.equal(await run.train(images, labels, lr), loss);
+  const again = await run.readWeights();
+  for (const name of trains) assert.deepEqual([...again[name]], [...trained[name]]);
+  await assert.rejects(run.writeWeights({ nope: new Float32Array(1) }), /no weight or optimizer state named "nope"/);
 });
 
 test("a written safetensors file reads back exactly, padded so its data is 8-byte aligned", () => {

@@ -4,10 +4,9 @@
 // DecompressionStream, put in the offline cache, and handed over as soon as it is in: training starts on the first file
 // while the others arrive. A download that breaks off is tried again (three times), then reported with the file's name.
 
-import { download, stash } from "./models.js";
-import { sha256Hex } from "./model_runtime.js";
+import { stash } from "./models.js";
+import { fetchBytes, fetchJson, verified, DownloadError } from "./model_runtime.js";
 import { Digits, SIZE } from "./fit.js";
-import { fetchIndex } from "./verify.js";
 
 const INDEX = new URL("../samples/mnist/index.json", import.meta.url);
 const TRIES = 3;
@@ -23,15 +22,15 @@ async function fetchFile(entry, onBytes) {
   for (let attempt = 1; ; attempt++) {
     let received = 0;
     try {
-      const bytes = await download(url, entry.bytes, (n) => { received += n; onBytes(n); });
-      if ((await sha256Hex(bytes)) !== entry.sha256) throw new Error(`${entry.file} is not the file samples/mnist/index.json names (sha256 mismatch)`);
+      const bytes = await fetchBytes(url, { what: entry.file, expectedBytes: entry.bytes, onBytes: (n) => { received += n; onBytes(n); } });
+      await verified(bytes, entry.sha256, entry.file, "samples/mnist/index.json");
       stash(url, bytes, "application/gzip");
       const raw = await inflate(bytes);
       if (raw.length !== entry.count * (SIZE + 1)) throw new Error(`${entry.file} holds ${raw.length} bytes, not ${entry.count} digits`);
       return { labels: raw.subarray(0, entry.count), images: raw.subarray(entry.count) };
     } catch (e) {
       onBytes(-received);   // its bytes will come again
-      if (attempt >= TRIES || /sha256|holds/.test(e.message)) throw e;
+      if (attempt >= TRIES || !(e instanceof DownloadError)) throw e;   // a bad file stays bad
       await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
     }
   }
@@ -42,7 +41,7 @@ async function fetchFile(entry, onBytes) {
 export function loadDataset(onChange) {
   const data = { train: new Digits(), test: new Digits(), total: 0, received: 0 };
   data.done = (async () => {
-    const index = await fetchIndex(INDEX, "samples/mnist/index.json");
+    const index = await fetchJson(INDEX, "samples/mnist/index.json");
     data.total = index.files.reduce((sum, f) => sum + f.bytes, 0);
     onChange({ loaded: 0, total: data.total });
     // one file at a time, in the index's order: the first training file (training can start), the test set, the rest

@@ -1,13 +1,13 @@
 // Teach the model your handwriting, loaded on demand: fine-tunes a model in the page with the training step that
-// tinygrad generated (its "train" program: forward, cross-entropy, backward and Adam, as WGSL and as WebAssembly; see
-// model.module.train for what it trains). Every batch mixes the visitor's examples with MNIST training digits shipped
-// with the page (replay, so that the model does not forget MNIST). Before and after, it measures accuracy on 1 000
-// held-out MNIST test digits and on the visitor's examples.
+// tinygrad generated (its "train" program: forward, cross-entropy, backward and Adam, as WGSL and as WebAssembly). Every
+// knob comes with the model (its plan's "train", set by the exporter: batch, learning rate, steps, the visitor's share of
+// each batch). Every batch mixes the visitor's examples with MNIST training digits shipped with the page (replay, so that
+// the model does not forget MNIST). Before and after, it measures accuracy on 1 000 held-out MNIST test digits and on
+// the visitor's examples.
 
 import { fromMnist } from "./preprocess.js";
 
-export const STEPS = 60;
-const SIZE = 784, YOURS_PER_BATCH = 0.25;   // a quarter of each batch is the visitor's: enough to learn them, little forgetting
+const SIZE = 784;
 
 /** The page's MNIST digits for fine-tuning (samples/finetune.bin, written by mnist_data.py), from `bytes` it checked. */
 export function loadSamples(bytes) {
@@ -40,7 +40,7 @@ export async function accuracy(run, meta, count, image, label) {
  *  `cancelled()` is asked before each step. Returns { summary, weights } (the trained tensors), or null if cancelled:
  *  the weights are then put back as they were. */
 export async function fineTune(model, examples, samples, { onStep, onPhase, cancelled }) {
-  const run = model.run, meta = model.meta, train = model.module.train;
+  const run = model.run, meta = model.meta, train = model.source.train;
   if (!train) throw new Error(`${model.name} was exported without a training step`);
   if (!examples.length) throw new Error("no examples yet: draw a digit and say which it is");
   const before = await run.readWeights();
@@ -51,12 +51,12 @@ export async function fineTune(model, examples, samples, { onStep, onPhase, canc
   onPhase("measuring before");
   const start = await scores();
   onPhase("training");
-  const batch = train.batch, yours = Math.max(1, Math.round(batch * YOURS_PER_BATCH));
+  const batch = train.batch, yours = Math.max(1, Math.round(batch * train.yours));
   const images = new Float32Array(batch * SIZE), labels = new Int32Array(batch), losses = [];
   let seed = 1;
   const random = (n) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed >>> 8) % n; };   // repeatable batches
   await run.resetOptimizer();
-  for (let step = 0; step < STEPS; step++) {
+  for (let step = 0; step < train.steps; step++) {
     if (cancelled()) { await run.writeWeights(before); return null; }
     for (let j = 0; j < batch; j++) {
       const mine = j < yours, k = random(mine ? examples.length : samples.replay.n);
@@ -72,7 +72,7 @@ export async function fineTune(model, examples, samples, { onStep, onPhase, canc
   if (cancelled()) { await run.writeWeights(before); return null; }
   onPhase("measuring after");
   const end = await scores();
-  return { summary: { examples: examples.length, steps: STEPS, backend: model.backend, before: start, after: end, losses }, weights: await run.readWeights() };
+  return { summary: { examples: examples.length, steps: train.steps, backend: model.backend, before: start, after: end, losses }, weights: await run.readWeights() };
 }
 
 /** The loss curve, on a small canvas. */

@@ -1,9 +1,10 @@
-// The trainer's WebAssembly training, in a Worker so that the page keeps drawing and predicting at full speed: it builds
-// the trainer model from its plan, receives MNIST's files as they arrive (from dataset.js, on the page's thread), runs fit.js
-// and posts what happens. Messages in: start, data, pause, resume, stop; out: step, held-out, done, error.
+// The trainer's WebAssembly training, in a Worker so that the page keeps drawing and predicting at full speed: it opens
+// the trainer model with the one runtime, from the metadata and the plan the page checked, receives MNIST's files as they
+// arrive (from dataset.js, on the page's thread), runs fit.js and posts what happens. Messages in: start, data, pause,
+// resume, stop; out: step, held-out, done, error.
 
 import { fit, predict, Digits } from "./fit.js";
-import { createModel } from "./model_runtime.js";
+import { openModel } from "./model_runtime.js";
 
 const data = { train: new Digits(), test: new Digits() };
 let paused = null, resume = () => {}, stopped = false, testArrived = () => {};
@@ -26,11 +27,10 @@ onmessage = ({ data: message }) => {
   } else if (message.kind === "start") start(message).catch((e) => postMessage({ kind: "error", message: e?.message ?? String(e) }));
 };
 
-// the model from the plan of its module, which the page checked and imported: the worker never imports it itself (it
-// could not check it first), and builds it with the page's own runtime, the one every generated module embeds
-async function start({ plan, wgsl, moduleUrl, contract, settings, testCount }) {
-  const model = createModel(plan, wgsl, moduleUrl);
-  const run = await model.load("wasm", null);   // no weights: run.init draws them
+// the WebAssembly module it downloads is checked against the metadata, as on the page
+async function start({ meta, base, plan, contract, settings, testCount }) {
+  const model = await openModel(meta, { base, plan });
+  const run = await model.load("wasm", { weights: null });   // none: run.init draws them
   const result = await fit(run, contract, model.fit, data, settings, control);
   // the whole test set, once it has all arrived
   while (data.test.count < testCount) await new Promise((resolve) => { testArrived = resolve; });

@@ -3,10 +3,11 @@
 import { DrawingPad, INK_SIZE } from "./drawing.js";
 import { preprocess, fromMnist } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
-import { ModelRuntime, BACKEND_NAMES, median } from "./models.js";
+import { ModelRuntime, BACKEND_NAMES, median, readManifest } from "./models.js";
 import { Teacher } from "./teach.js";
-import { sampleFile } from "./verify.js";
-import { h } from "./dom.js";
+import { sampleFile } from "./samples.js";
+import { remember, remembered } from "./settings.js";
+import { h, drawDigit } from "./dom.js";
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -19,9 +20,9 @@ const ui = {
 };
 const pad = new DrawingPad($("pad"));
 const chart = new ProbabilityChart($("chart"), $("chart-labels"), $("chart-text"));
-const preview = $("preview").getContext("2d");
 const runtime = new ModelRuntime(onRuntimeChange, { preference: remembered("backend", ["auto", "webgpu", "wasm"]) ?? "auto", isIdle,
                                                      prepare: (model, run) => teacher.prepare(model, run) });
+let manifest = null;        // the promise of the site's models (models.json): { predict, train }
 const teacher = new Teacher({ correct: $("correct"), count: $("examples-count"), start: $("finetune"), cancel: $("finetune-cancel"),
                               reset: $("reset-model"), forget: $("forget-examples"), status: $("finetune-status"),
                               curve: $("loss-curve"), progress: $("finetune-progress") },
@@ -36,14 +37,10 @@ let lastImage = null;       // the drawing as the model reads it (784 values in 
 let visitorChoseModel = false;
 
 // background loading (other models, WebGPU, timing) waits for moments when no prediction runs or is about to
-function isIdle() { return !busy && !(dirty && selected().run) && performance.now() - lastInput > 300; }
+function isIdle() { return !busy && !(dirty && selected()?.run) && performance.now() - lastInput > 300; }
 
-const selected = () => runtime.models.get(ui.modelSelect.value);
-
-function remembered(key, allowed) {
-  try { const value = localStorage.getItem(key); return allowed.includes(value) ? value : null; } catch { return null; }   // storage disabled
-}
-function remember(key, value) { try { localStorage.setItem(key, value); } catch { /* storage disabled: this visit only */ } }
+/** The model the menu names (none until the manifest is in). */
+const selected = () => runtime.models.get(ui.modelSelect.value) ?? null;
 
 function setStatus(text, tone = "info") {
   ui.status.textContent = text;
@@ -55,20 +52,19 @@ function setStatus(text, tone = "info") {
 }
 
 function formatBytes(n) { return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`; }
-const LABELS = { mnist_mlp: "MLP", mnist_convnet: "CNN" };
-const labelOf = (m) => m.custom?.label ?? LABELS[m.name];
 
 function describeModels() {
   for (const option of ui.modelSelect.options) {
     const m = runtime.models.get(option.value);
-    if (m) option.textContent = labelOf(m) + (m.error ? " (unavailable)" : "");
+    if (m) option.textContent = m.label + (m.error ? " (unavailable)" : "");
   }
   const m = selected();
+  if (!m) return;
   if (m.error) ui.modelInfo.textContent = `Could not load this model: ${m.error}`;
-  else if (m.meta) {
+  else {
     ui.modelInfo.textContent = teacher.describe(m) + (teacher.summary(m) ? "Shipped: " : "") +
       `${m.meta.test_accuracy.toFixed(2)}% on the 10 000 MNIST test digits · ` +
-      `${m.meta.params.toLocaleString("en-US")} parameters · ${formatBytes(m.meta.weights_bytes)}`;
+      `${m.meta.params.toLocaleString("en-US")} parameters · ${formatBytes(m.meta.files.weights.bytes)}`;
   }
   ui.modelInfo.classList.toggle("text-red-700", Boolean(m.error));
 }
@@ -79,6 +75,7 @@ const ms = (x) => `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`;
 // which backend runs the selected model, why, and how fast each one was when timed during warm-up
 function describeBackends() {
   const m = selected();
+  if (!m) return;
   for (const option of ui.backendSelect.options) {
     if (option.value === "auto") continue;
     const why = m.backendErrors.get(option.value);
@@ -94,15 +91,16 @@ function describeBackends() {
 
 function updateReadiness() {
   const m = selected();
+  if (!m) return;
   const ready = Boolean(m.run);
   document.body.dataset.ready = String(ready);
   document.body.dataset.backend = m.backend ?? "";
   document.body.dataset.settled = String(runtime.settled);   // every backend tried, timed and chosen
   document.body.dataset.finetuned = String(ready && Boolean(teacher.summary(m)));
-  $("reset-model").disabled = !teacher.summary(m);
+  teacher.refresh(m);
   if (m.error) { setStatus(`Error: ${m.name} failed to load`, "error"); clearAnswer(); }
   else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
-  else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${labelOf(m)}… ${percent(m.progress)}%`);
+  else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${m.label}… ${percent(m.progress)}%`);
   else setStatus("Loading models…");
   ui.noWebGPU.hidden = !runtime.gpuError;   // as soon as it is known, so that it moves the page early rather than mid-drawing
   describeModels();
@@ -140,8 +138,8 @@ function showDownloads() {
 
 function downloadRow(m) {
   const row = h("div", { class: "flex flex-wrap items-center gap-x-3 gap-y-1", dataset: { model: m.name, testid: `download-${m.name}` } },
-    h("span", { class: "w-28 font-medium" }, `${labelOf(m)} model`),
-    h("progress", { class: "h-2 w-40 accent-indigo-600", "aria-label": `Downloading the ${labelOf(m)} model` }),
+    h("span", { class: "w-28 font-medium" }, `${m.label} model`),
+    h("progress", { class: "h-2 w-40 accent-indigo-600", "aria-label": `Downloading the ${m.label} model` }),
     h("span", { "data-text": true, class: "tabular-nums" }),
     h("button", { type: "button", class: "tool min-h-0 py-1 text-xs", dataset: { testid: `retry-${m.name}` },
                   onclick: () => runtime.retry(m.name).catch((e) => setStatus(`Error: ${e.message ?? e}`, "error")) }, "Retry"));
@@ -197,14 +195,7 @@ async function tick() {
   }
 }
 
-function drawPreview(image) {
-  const pixels = preview.createImageData(28, 28);
-  for (let i = 0; i < 784; i++) {
-    const v = image ? Math.round(image[i] * 255) : 0;
-    pixels.data.set([v, v, v, 255], i * 4);
-  }
-  preview.putImageData(pixels, 0, 0);
-}
+const drawPreview = (image) => drawDigit($("preview"), image && Uint8Array.from(image, (v) => Math.round(v * 255)));
 
 function softmax(logits) {
   const max = Math.max(...logits), exps = Array.from(logits, (v) => Math.exp(v - max)), sum = exps.reduce((a, b) => a + b, 0);
@@ -237,13 +228,13 @@ function announce(text) {
 async function predict() {
   const model = selected();
   // a test digit put on the canvas as it is (a sample, a digit from the report) is read exactly as in the test set
-  const contract = model.meta ?? PREVIEW_ONLY, exact = pad.exactImage;
+  const contract = model?.meta ?? PREVIEW_ONLY, exact = pad.exactImage;
   const processed = pad.isBlank ? null : exact ? fromMnist(exact, contract) : preprocess(pad.pixels(), INK_SIZE, INK_SIZE, contract);
   drawPreview(processed?.image);
   lastImage = processed?.image ?? null;
-  if (!processed) { showEmpty(); inside?.update(model, null); return; }
+  if (!processed) { showEmpty(); if (model) inside?.update(model, null); return; }
   ui.hint.classList.add("invisible");
-  if (!model.run) return;
+  if (!model?.run) return;
   // with the inside view open, the "taps" program also returns every layer's output; closed, the plain forward runs
   const withTaps = Boolean(inside && insideShownFor(model)), backend = model.backend, start = performance.now();
   runtime.activity++;
@@ -282,7 +273,7 @@ function toggle(button, panel) {
 
 async function refreshInside() {
   const model = selected();
-  if (ui.insidePanel.hidden || !model.meta?.taps?.length || !model.module) return;
+  if (ui.insidePanel.hidden || !model?.meta.taps?.length || !model.source) return;
   inside ??= new (await import("./inside.js")).InsideView($("activations"), $("weights"),
                                                          { first: $("strip-first"), firstName: $("strip-first-name"), logits: $("strip-logits") });
   inside.show(model, await model.tensors());
@@ -291,14 +282,13 @@ async function refreshInside() {
 
 async function refreshReport() {
   const model = selected();
-  if (ui.reportPanel.hidden || !model.meta) return;
+  if (ui.reportPanel.hidden || !model?.source) return;
   const { ReportView, fetchReport } = await import("./report.js");
-  reportView ??= new ReportView({ summary: $("report-summary"), confusion: $("confusion"), table: $("report-table"), gallery: $("report-gallery"),
-                                  galleryTitle: $("gallery-title") }, (pixels) => { pad.drawImage(pixels); });
-  if (!reports.has(model.name)) reports.set(model.name, (model.custom ? Promise.resolve(model.custom.report) : fetchReport(model))
+  reportView ??= new ReportView($("report-view"), (pixels) => { pad.drawImage(pixels); }, { testids: true });
+  if (!reports.has(model.name)) reports.set(model.name, (model.custom ? Promise.resolve(model.custom.report) : fetchReport(model.source))
     .catch((e) => { reports.delete(model.name); throw e; }));
   try { reportView.show(model, await reports.get(model.name)); }
-  catch (e) { $("report-summary").textContent = `Could not load the report: ${e.message}`; }
+  catch (e) { reportView.summary.textContent = `Could not load the report: ${e.message}`; }
 }
 
 // ---- training from scratch: its code, the trainable models and MNIST load when the panel first opens
@@ -306,25 +296,23 @@ async function refreshReport() {
 let trainer = null;
 const trainerPanel = $("trainer-panel");
 async function openTrainer() {
-  trainer ??= new (await import("./trainer.js")).Trainer(trainerPanel, { runtime, onUse: useTrained, storage: () => import("./storage.js"),
-                                                                        drawDigit: (pixels) => pad.drawImage(pixels) });
+  const [{ train }, { Trainer }] = await Promise.all([manifest, import("./trainer.js")]);
+  trainer ??= new Trainer(trainerPanel, {
+    models: train, device: () => runtime.device, predictsOn: () => selected()?.backend, onUse: useTrained,
+    storage: () => import("./storage.js"), drawDigit: (pixels) => pad.drawImage(pixels) });
   return trainer;
 }
 
-const TRAINED = "trained";   // the runtime's name for the model trained here
 /** "Use this model": the trained network joins the models (its option in the model menu), and is selected. */
-async function useTrained({ label, meta, base, module, result, bytes, sha256 }) {
-  const custom = { label: `Trained here (${label})`, base, module, bytes, report: result.report,
-                   meta: { ...meta, test_accuracy: result.report.accuracy, architecture: `${meta.architecture}, trained here`,
-                           weights_sha256: sha256, weights_bytes: bytes.length, trained_here: result.summary } };
-  reports.delete(TRAINED);
+async function useTrained({ entry, custom }) {
+  reports.delete(entry.name);
   if (inside) inside.shownFor = null;
-  let option = ui.modelSelect.querySelector(`option[value=${TRAINED}]`);
-  option ??= ui.modelSelect.appendChild(Object.assign(document.createElement("option"), { value: TRAINED }));
-  option.textContent = custom.label;
-  ui.modelSelect.value = TRAINED;
+  let option = [...ui.modelSelect.options].find((o) => o.value === entry.name);
+  option ??= ui.modelSelect.appendChild(h("option", { value: entry.name }));
+  option.textContent = entry.label;
+  ui.modelSelect.value = entry.name;
   visitorChoseModel = true;
-  const adding = runtime.addTrained(TRAINED, custom);
+  const adding = runtime.addTrained(entry, custom);
   updateReadiness();
   await adding;
   refreshInside().catch(panelError);
@@ -429,11 +417,30 @@ document.addEventListener("keydown", (e) => {
   if (action) { e.preventDefault(); action(); }
 });
 
+/** The site's models (models.json), the menu built from them, and their loading: the most accurate one first. */
+async function startModels() {
+  manifest = readManifest();
+  let models;
+  try { models = await manifest; }
+  catch (e) {
+    setStatus(`Error: ${e.message ?? e}`, "error");
+    ui.downloads.replaceChildren(h("div", { class: "flex flex-wrap items-center gap-x-3", dataset: { testid: "download-manifest", state: "error" } },
+      h("span", {}, `The list of models could not be loaded: ${e.message ?? e}`),
+      h("button", { type: "button", class: "tool min-h-0 py-1 text-xs", dataset: { testid: "retry-manifest" }, onclick: () => { ui.downloads.hidden = true; startModels(); } }, "Retry")));
+    ui.downloads.hidden = false;
+    return;
+  }
+  const first = models.predict.reduce((a, b) => (b.meta.test_accuracy > a.meta.test_accuracy ? b : a));
+  ui.modelSelect.replaceChildren(...models.predict.map((m) => h("option", { value: m.name }, m.label)));
+  ui.modelSelect.value = first.name;
+  runtime.start(models.predict, first.name).catch((error) => onRuntimeChange({ kind: "fatal", error }));
+}
+
 setBrush(ui.brush.value);
 ui.backendSelect.value = runtime.preference;
 setTheme(document.documentElement.classList.contains("dark"), false);
 showEmpty();
 drawPreview(null);
-runtime.start(ui.modelSelect.value).catch((error) => onRuntimeChange({ kind: "fatal", error }));
+startModels();
 // a handle for debugging from the console (and for the tests)
 window.mnistApp = { runtime, pad, teacher, get trainer() { return trainer; } };

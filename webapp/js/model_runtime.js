@@ -1,29 +1,96 @@
-// The runtime of every model module that export_utils.py generates: the exporter embeds this file verbatim after the
-// model's plan (kernels, buffers, dispatches) and its WGSL, then adds `export default createModel(PLAN, WGSL, import.meta.url)`.
-// It knows no model: everything specific comes from the plan. node --test runs it directly (tests/js/).
+// The one runtime of every exported model. A model is data, written by the exporter (no code is generated for it):
+// <name>.json, its metadata (the input contract, its accuracy, each file's name, SHA-256 and size); <name>.plan.json
+// (buffers, programs, dispatches, taps, training specs); <name>.safetensors (the weights, read by both backends); the
+// WebAssembly modules and the WGSL kernels (JSON). This file loads and runs any of them, on WebGPU or on WebAssembly
+// SIMD; the page, its Worker, the tests and the benchmarks (Node) import it. It knows no model.
 //
-// Contract of a model: load(backend, weights, options) -> run(Float32Array(inputLength)) -> Promise<Float32Array(outputLength)>
-//   backend: a GPUDevice (WebGPU) or "wasm" (WebAssembly SIMD on the CPU)
-//   weights: the safetensors file as a URL, or its bytes (a Uint8Array or a promise of one). The same bytes given to both
-//            backends are checked against the plan's SHA-256 and decoded once.
-//   options.wasm: the WebAssembly module as a URL or bytes (default: <name>.wasm next to the module)
-//   options.verify: check SHA-256 hashes (default true)
-// run(input, { taps: true }) -> Promise<{ logits, taps: { layer name: Float32Array } }>: what each layer the model
-// names (PLAN.taps, with their shapes) computed for this input, from the "taps" program.
-// run.train(images, labels, lr) -> Promise<loss>: one step of the "train" program (PLAN.train: forward, loss, backward,
-// optimizer update) on a batch of PLAN.train.batch normalised images (Float32Array) and labels (Int32Array); it updates
-// the weights that run() reads, in place. run.readWeights(names = the trained ones) / run.writeWeights({ name: Float32Array }) read and replace
-// them (to keep or restore a fine-tuned model); run.resetOptimizer() puts the optimizer's state back to its start.
+//   import { loadModel } from "./model_runtime.js";
+//   const run = await loadModel("mnist_convnet/mnist_convnet.json", "wasm");     // or a GPUDevice instead of "wasm"
+//   const logits = await run(input);   // Float32Array(784): 28x28, white on black, (pixel / 255 - mean) / std
 //
-// A backend runs programs (PLAN.*.programs): "forward", "taps", and any the exporter adds. Their kernels and buffers are
-// one set per backend: the weights are shared by name, so every program sees what another wrote into them. Programs
-// whose kernels are not in this file (PLAN.webgpu.extras, PLAN.wasm.extras) are loaded when first run.
+// Verify, then use: every file is checked against the SHA-256 its metadata gives before it is parsed, compiled or handed
+// out; the metadata itself is the root of trust (fetched fresh, never from a cache).
+//
+// openModel(metadata or its URL, { base, plan, fetchFile }) -> model: { name, meta, plan, taps, train, fit, evaluate,
+//   weights: [{ name, shape }], url(key), file(key) (a file's verified bytes, fetched once), load(backend, options),
+//   tensors(options) }
+// model.load(backend, { weights }) -> run: run(Float32Array(784)) -> Promise<Float32Array(10)>, the logits. `weights`:
+//   by default the model's own file; bytes or a URL (checked against the metadata's SHA-256 unless `verify: false`,
+//   for bytes made in this page); null for none (a training from scratch: run.init draws them).
+// run(input, { taps: true }) -> Promise<{ logits, taps: { layer name: Float32Array } }>: every layer the model names
+//   (plan.taps, with their shapes), from the "taps" program.
+// run.train(images, labels, lr) -> Promise<loss>: one fine-tuning step (plan.train: a batch of plan.train.batch normalised
+//   images, Float32Array, and Int32Array labels); it updates the weights run() reads, in place. run.fit(images, labels,
+//   lr, { read }) -> { loss, correct }: one step of training from scratch (plan.fit). run.evaluate(images) -> logits of
+//   plan.evaluate.batch images. run.readWeights(names) / run.writeWeights({ name: Float32Array }) read and replace
+//   weights; run.resetOptimizer() puts the optimizer's state back to its start; run.init(seed) draws fresh weights as
+//   tinygrad does.
+//
+// A backend runs programs (plan.*.programs): "forward", "taps", and any the exporter adds. Their kernels and buffers are
+// one set per backend: the weights are shared by name, so every program sees what another wrote into them. Code a first
+// prediction does not need (the training steps') sits in files of its own, loaded when a program first needs it.
 
-/** A model file that is missing, truncated, corrupt or not the one the model was exported with: no backend can run it.
- *  (By name, not class: every generated module embeds its own copy of this file.) */
+/** A model file that is truncated, corrupt or not the one the model was exported with: no backend can run it. */
 export class ModelFileError extends Error {
   constructor(message) { super(message); this.name = "ModelFileError"; }
 }
+
+/** A file that could not be downloaded (no network, an HTTP error, a body that broke off): trying again may work. */
+export class DownloadError extends Error {
+  constructor(message) { super(message); this.name = "DownloadError"; }
+}
+
+const message = (e) => (e instanceof Error ? e.message : String(e));
+const fileName = (url) => decodeURIComponent(new URL(url, globalThis.location?.href).pathname.split("/").pop());
+
+/** The bytes at `url`, every chunk reported to `onBytes(n)` as it arrives; any failure is a DownloadError naming the
+ *  file (`what`), and so is a body shorter or longer than `expectedBytes`. `cache`: fetch's cache mode. */
+export async function fetchBytes(url, { what = fileName(url), expectedBytes, onBytes, cache } = {}) {
+  let response;
+  try { response = await fetch(url, cache ? { cache } : undefined); }
+  catch (e) { throw new DownloadError(`could not download ${what} (${message(e)})`); }
+  if (!response.ok) throw new DownloadError(`could not download ${what} (HTTP ${response.status})`);
+  const chunks = [];
+  let received = 0;
+  try {
+    const reader = response.body.getReader();
+    for (let chunk; !(chunk = await reader.read()).done;) {
+      chunks.push(chunk.value);
+      received += chunk.value.byteLength;
+      onBytes?.(chunk.value.byteLength);
+    }
+  } catch (e) { throw new DownloadError(`the download of ${what} broke off after ${received} bytes (${message(e)})`); }
+  if (expectedBytes !== undefined && received !== expectedBytes) {
+    throw new DownloadError(`the download of ${what} is incomplete (${received} of ${expectedBytes} bytes)`);
+  }
+  const bytes = new Uint8Array(received);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.byteLength; }
+  return bytes;
+}
+
+/** JSON at `url`, always fetched fresh (an index of files or a model's metadata: where hashes come from). */
+export async function fetchJson(url, what = fileName(url)) {
+  const bytes = await fetchBytes(url, { what, cache: "no-cache" });
+  try { return JSON.parse(new TextDecoder().decode(bytes)); }
+  catch { throw new ModelFileError(`${what} is not JSON (a broken download, or not this app's file)`); }
+}
+
+const checks = new WeakMap();   // bytes -> { sha256, promise of its check }: bytes given to both backends are hashed once
+
+/** `bytes` once they hash to `sha256` (hex), which `source` gives; else a ModelFileError naming `what`. A check that
+ *  cannot run refuses. */
+export async function verified(bytes, sha256, what, source = "its metadata") {
+  if (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/.test(sha256)) throw new ModelFileError(`${what}: no SHA-256 to check it against`);
+  let check = checks.get(bytes);
+  if (check?.sha256 !== sha256) {
+    check = { sha256, promise: sha256Hex(bytes).then((hash) => hash === sha256) };
+    checks.set(bytes, check);
+  }
+  if (!(await check.promise)) throw new ModelFileError(`${what} is not the file ${source} names (sha256 mismatch)`);
+  return bytes;
+}
+
 
 /** The hex SHA-256 of `bytes`: the browser's own (crypto.subtle) where the page has it, else sha256 below, so that a
  *  check never falls away (crypto.subtle exists only in secure contexts: a page served over plain http from a LAN
@@ -323,304 +390,331 @@ function initialState(b) {
   return new Uint8Array(values.buffer);
 }
 
-export function createModel(PLAN, WGSL, moduleUrl) {
-  const INPUT_LENGTH = PLAN.inputShape.reduce((a, b) => a * b, 1);
-  const fail = (message) => new ModelFileError(`${PLAN.name}: ${message}`);
-  const checked = new WeakMap();   // bytes -> promise of their check, so a file given to both backends is hashed once
-  const fileUrl = (suffix, sha256) => new URL(`${PLAN.name}.${suffix}?v=${sha256}`, moduleUrl);
 
-  async function bytesOf(source, sha256, verify, what) {
-    let bytes = await source;
-    if (typeof bytes === "string" || bytes instanceof URL) {
-      let response;
-      try { response = await fetch(bytes); bytes = response.ok ? new Uint8Array(await response.arrayBuffer()) : null; }
-      catch (e) { throw fail(`could not download the ${what} (${e.message})`); }
-      if (!response.ok) throw fail(`could not download the ${what} (HTTP ${response.status})`);
-    }
-    if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
-    if (!(bytes instanceof Uint8Array)) throw new TypeError(`${PLAN.name}: the ${what} must be a URL or a Uint8Array`);
-    if (!verify) return bytes;
-    if (!checked.has(bytes)) {
-      checked.set(bytes, sha256Hex(bytes).then((hash) => {
-        if (hash !== sha256) throw fail(`the ${what} is not the one this model was exported with (sha256 mismatch)`);
-      }));
-    }
-    await checked.get(bytes);
-    return bytes;
+/** The model whose metadata is at `source` (a URL, fetched fresh) or is `source` (an object, with `base`: the URL of its
+ *  folder). `plan`: its plan, already checked (a Worker is handed the page's); `fetchFile(url, entry)`: how to download
+ *  a file (default fetchBytes; the page's reports progress). */
+export async function openModel(source, { base, plan, fetchFile } = {}) {
+  const meta = typeof source === "object" && !(source instanceof URL) ? source : await fetchJson(source);
+  const folder = new URL(base ?? source, globalThis.location?.href);
+  if (typeof meta?.name !== "string" || typeof meta.files !== "object" || !(meta.std > 0)) {
+    throw new ModelFileError(`${fileName(folder)} is not a model's metadata (no name, files or input normalisation)`);
   }
+  const model = modelFiles(meta, folder, fetchFile ?? ((url, entry) => fetchBytes(url, { what: entry.name, expectedBytes: entry.bytes })));
+  model.plan = plan ?? await model.json("plan");
+  return describeModel(model);
+}
 
-  const readers = new WeakMap();   // bytes -> decoded tensors, shared by both backends
-  function weightsOf(bytes) {
-    if (!readers.has(bytes)) {
-      const tensor = readSafetensors(bytes, `${PLAN.name}: weights file ${PLAN.name}.safetensors`), cache = new Map();
-      const cached = (name, n) => { if (!cache.has(name)) cache.set(name, tensor(name, n)); return cache.get(name); };
-      cached.shape = tensor.shape;
-      readers.set(bytes, cached);
+/** Open the model whose metadata is at `metaUrl` and load it on `backend` (a GPUDevice or "wasm"). */
+export async function loadModel(metaUrl, backend, options) {
+  return (await openModel(metaUrl)).load(backend, options);
+}
+
+/** A model's files by their key in the metadata ("plan", "weights", "wasm", ...): url(key), file(key) (its bytes, checked
+ *  against the metadata's SHA-256, downloaded once; a failed download is tried again when next asked for) and json(key). */
+function modelFiles(meta, folder, fetchFile) {
+  const files = new Map(), parsed = new Map();
+  const entry = (key) => {
+    const e = meta.files[key];
+    if (!e?.name) throw new ModelFileError(`${meta.name}: its metadata names no ${key} file`);
+    return e;
+  };
+  const url = (key) => new URL(`${encodeURIComponent(entry(key).name)}?v=${entry(key).sha256}`, folder);
+  const remember = (map, key, make) => {
+    if (!map.has(key)) {
+      const promise = make();
+      map.set(key, promise);
+      promise.catch(() => map.delete(key));
     }
-    return readers.get(bytes);
-  }
+    return map.get(key);
+  };
+  const file = (key) => remember(files, key, async () => verified(await fetchFile(url(key), entry(key)), entry(key).sha256, entry(key).name));
+  const json = (key) => remember(parsed, key, async () => {
+    const bytes = await file(key);
+    try { return JSON.parse(new TextDecoder().decode(bytes)); }
+    catch { throw new ModelFileError(`${entry(key).name} is not JSON`); }
+  });
+  return { name: meta.name, meta, folder, url, file, json };
+}
 
-  // the WGSL of the programs beyond the forward (JSON: kernel index -> source), checked like every other file, then parsed
-  let extraWGSL = null;
-  function extrasWGSL(verify) {
-    extraWGSL ??= (async () => {
-      const { sha256 } = PLAN.webgpu.extras;
-      const bytes = await bytesOf(fileUrl("extras.json", sha256), sha256, verify, `extras WGSL ${PLAN.name}.extras.json`);
-      try { return JSON.parse(new TextDecoder().decode(bytes)); }
-      catch { throw fail("the extras WGSL is not JSON"); }
+function describeModel(model) {
+  const { plan, meta } = model;
+  if (plan?.format !== 1 || !plan.webgpu || !plan.wasm) throw new ModelFileError(`${meta.name}: its plan is not one this runtime can run`);
+  const weightBuffers = plan.webgpu.buffers.filter((b) => b.kind === "weight");
+  return Object.assign(model, {
+    inputShape: plan.inputShape, outputLength: plan.outputLength, taps: plan.taps, train: plan.train ?? null, fit: plan.fit ?? null,
+    evaluate: plan.evaluate ?? null, weights: weightBuffers.map(({ name, shape }) => ({ name, shape })), backends: ["webgpu", "wasm"],
+    weightSizes: Object.fromEntries(weightBuffers.map((b) => [b.name, b.bytes / 4])),
+    load: (backend, options) => load(model, backend, options),
+    tensors: (options) => tensors(model, options),
+  });
+}
+
+/** The weights as the backends read them: tensor(name, float32Bytes), decoded once per file. */
+const decoded = new WeakMap();
+async function weightsOf(model, { weights, verify = true } = {}) {
+  if (weights === null) return null;
+  const what = `${model.name}: weights file ${model.meta.files.weights?.name ?? `${model.name}.safetensors`}`;
+  let bytes = weights === undefined ? await model.file("weights") : await weights;
+  if (typeof bytes === "string" || bytes instanceof URL) bytes = await fetchBytes(bytes);
+  if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
+  if (!(bytes instanceof Uint8Array)) throw new TypeError(`${model.name}: weights must be a URL or a Uint8Array`);
+  if (weights !== undefined && verify) await verified(bytes, model.meta.files.weights?.sha256, what);
+  if (!decoded.has(bytes)) {
+    const tensor = readSafetensors(bytes, what), cache = new Map();
+    const cached = (name, n) => { if (!cache.has(name)) cache.set(name, tensor(name, n)); return cache.get(name); };
+    cached.shape = tensor.shape;
+    decoded.set(bytes, cached);
+  }
+  return decoded.get(bytes);
+}
+
+/** The weights file's tensors as float32, with their shapes: for showing what the model learned, or restoring it. */
+async function tensors(model, options) {
+  const tensor = await weightsOf(model, options);
+  return (name) => {
+    const shape = tensor.shape(name);
+    if (!shape) throw new ModelFileError(`${model.name}: the weights file has no tensor "${name}"`);
+    return { shape, data: new Float32Array(tensor(name, 4 * shape.reduce((a, b) => a * b, 1)).slice().buffer) };
+  };
+}
+
+async function load(model, backend, options = {}) {
+  if (backend === "wasm" && typeof WebAssembly !== "object") throw new Error(`${model.name}: this browser has no WebAssembly`);
+  const first = backend === "wasm" ? model.file(model.plan.wasm.modules[0].file) : null;   // downloads beside the weights
+  first?.catch(() => {});   // reported below, after the weights' own errors
+  const tensor = await weightsOf(model, options);
+  const memory = backend === "wasm" ? await wasmBackend(model, await first, tensor) : await webgpuBackend(model, backend, tensor);
+  return programsOf(model, memory);
+}
+
+/** run() and the training programs over a backend's memory ({ execute(program, values, read), read(names), write(values) }). */
+function programsOf(model, memory) {
+  const { plan, name } = model, inputLength = plan.inputShape.reduce((a, b) => a * b, 1);
+  const run = serialised(async (input, { taps = false } = {}) => {
+    if (!taps) return (await memory.execute("forward", { input })).output;
+    const out = await memory.execute("taps", { input });
+    return { logits: out.output, taps: Object.fromEntries(plan.taps.map((t) => [t.name, out[t.buffer]])) };
+  }, inputLength, name);
+  const batchOf = (program, images, labels, lr) => {
+    const batch = plan[program === "fit" ? "fit" : program === "train" ? "train" : "evaluate"]?.batch;
+    if (!batch) throw new Error(`${name} was exported without a "${program}" program`);
+    const ok = images instanceof Float32Array && images.length === batch * inputLength &&
+      (program === "evaluate" || (labels instanceof Int32Array && labels.length === batch && lr >= 0));
+    if (!ok) throw new TypeError(`${name}: ${program}() takes Float32Array(${batch * inputLength}) images` + (program === "evaluate" ? "" : `, Int32Array(${batch}) labels and a learning rate`));
+    return program === "evaluate" ? { images: images.slice() } : { images: images.slice(), labels: labels.slice(), lr: Float32Array.of(lr) };
+  };
+  const step = (program, images, labels, lr, read = true) => {
+    let values;
+    try { values = batchOf(program, images, labels, lr); } catch (e) { return Promise.reject(e); }
+    return run.queue(() => memory.execute(program, values, read));
+  };
+  run.meta = model.meta;   // the input contract (mean, std) among it
+  run.train = (images, labels, lr) => step("train", images, labels, lr).then((out) => out.loss[0]);
+  // read: false (WebGPU) leaves this step's loss on the GPU: the next step that reads waits for both
+  run.fit = (images, labels, lr, { read = true } = {}) => step("fit", images, labels, lr, read).then((out) => (out ? { loss: out.loss[0], correct: out.correct[0] } : null));
+  run.evaluateSpec = plan.evaluate ?? null;
+  run.evaluate = (images) => step("evaluate", images).then((out) => out.logits);
+  run.readWeights = (names = plan.train?.trains ?? []) => run.queue(() => memory.read(names));
+  run.writeWeights = (weights) => run.queue(() => memory.write(weights));
+  run.resetOptimizer = () => run.queue(() => memory.write(Object.fromEntries(
+    plan.webgpu.buffers.filter((b) => b.kind === "state").map((b) => [b.name, initialState(b)]))));
+  // a fresh start for "fit": every weight drawn as tinygrad draws it (plan.fit.init) from `seed`, the optimizer's state
+  // back to its start; returns the weights
+  run.init = async (seed) => {
+    if (!plan.fit) throw new Error(`${name} was exported without a "fit" step`);
+    const weights = initialWeights(plan.fit.init, model.weightSizes, seed);
+    await run.writeWeights(weights);
+    await run.resetOptimizer();
+    return weights;
+  };
+  return run;
+}
+
+// ---------------------------------------------------------------- WebGPU
+
+// The buffers once, at load; each program's pipelines and bind groups when it first runs (the forward at load). A run
+// writes the input, encodes one pass, submits and reads the program's outputs back.
+async function webgpuBackend(model, device, tensor) {
+  const { buffers: layout, programs } = model.plan.webgpu;
+  device.pushErrorScope("validation");
+  const buffers = layout.map((b) => createBuffer(device, `${model.name}/${b.name}`, b,
+                                                  b.kind === "weight" ? tensor?.(b.name, b.bytes) : b.kind === "state" ? initialState(b) : null));
+  // tinygrad's WGSL reads INFINITY from a uniform at binding 0 (WGSL has no infinity literal)
+  const infinity = createBuffer(device, `${model.name}/infinity`, { kind: "uniform", bytes: 4 }, new Uint8Array(Float32Array.of(Infinity).buffer));
+  const pipelines = new Map();   // kernel index -> promise of { pipeline, layout }
+  const built = new Map();
+  const build = (program) => {
+    if (!programs[program]) return Promise.reject(new Error(`${model.name} has no program "${program}"`));
+    if (!built.has(program)) {
+      const promise = buildProgram(model, device, program, buffers, infinity, (k) => pipelineOf(model, device, pipelines, k));
+      built.set(program, promise);
+      promise.catch(() => built.delete(program));
+    }
+    return built.get(program);
+  };
+  await build("forward");
+  const error = await device.popErrorScope();
+  if (error) throw new Error(`${model.name}: WebGPU rejected the model: ${error.message}`);
+  return {
+    execute: (program, values, read = true) => build(program).then((execute) => execute(values, read)),
+    read: (names) => readBuffers(device, names.map((name) => ({ ...layout[writable(layout, name)], buffer: buffers[writable(layout, name)] }))),
+    async write(values) {
+      for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[writable(layout, name)], 0, data);
+      await device.queue.onSubmittedWorkDone();
+    },
+  };
+}
+
+const USAGE = () => {
+  const { STORAGE, COPY_SRC, COPY_DST, UNIFORM } = GPUBufferUsage;
+  return { input: STORAGE | COPY_DST, output: STORAGE | COPY_SRC, weight: STORAGE | COPY_SRC | COPY_DST, state: STORAGE | COPY_SRC | COPY_DST,
+           scratch: STORAGE, uniform: UNIFORM };
+};
+
+function createBuffer(device, label, b, initial) {
+  const buffer = device.createBuffer({ label, size: Math.max(4, Math.ceil(b.bytes / 4) * 4), usage: USAGE()[b.kind], mappedAtCreation: Boolean(initial) });
+  if (initial) {
+    new Uint8Array(buffer.getMappedRange()).set(initial);
+    buffer.unmap();
+  }
+  return buffer;
+}
+
+/** A kernel's compute pipeline, made once (asynchronously) from its WGSL, which comes from the file the plan names. */
+function pipelineOf(model, device, pipelines, k) {
+  if (!pipelines.has(k)) {
+    const { name, file } = model.plan.webgpu.kernels[k];
+    const n = Object.values(model.plan.webgpu.programs).flat().find((d) => d.kernel === k).buffers.length;
+    const promise = model.json(file).then((sources) => {
+      if (typeof sources?.[k] !== "string") throw new ModelFileError(`${model.meta.files[file].name} has no kernel ${k}`);
+      const layout = device.createBindGroupLayout({
+        entries: [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
+          ...Array.from({ length: n }, (_, i) => ({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } }))],
+      });
+      return device.createComputePipelineAsync({
+        label: `${model.name}/${name}`, layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
+        compute: { module: device.createShaderModule({ code: sources[k] }), entryPoint: name },
+      }).then((pipeline) => ({ pipeline, layout }));
+    });
+    pipelines.set(k, promise);
+    promise.catch(() => pipelines.delete(k));
+  }
+  return pipelines.get(k);
+}
+
+/** One program's bind groups and readback buffer, made once; returns execute(values, read). */
+async function buildProgram(model, device, program, buffers, infinity, pipeline) {
+  const { buffers: layout, programs, inputs } = model.plan.webgpu, dispatches = programs[program];
+  const used = [...new Set(dispatches.map((d) => d.kernel))];
+  const made = new Map(await Promise.all(used.map(async (k) => [k, await pipeline(k)])));
+  device.pushErrorScope("validation");
+  const steps = dispatches.map((d) => ({
+    pipeline: made.get(d.kernel).pipeline, workgroups: d.workgroups,
+    bindGroup: device.createBindGroup({ layout: made.get(d.kernel).layout, entries: [{ binding: 0, resource: { buffer: infinity } },
+      ...d.buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: buffers[b] } }))] }),
+  }));
+  const outputs = layout.map((b, i) => ({ ...b, buffer: buffers[i] })).filter((b) => b.kind === "output" && b.program === program);
+  const readback = device.createBuffer({ label: `${model.name}/${program}/readback`, size: Math.max(4, outputs.reduce((n, b) => n + Math.ceil(b.bytes / 4) * 4, 0)),
+                                         usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  const error = await device.popErrorScope();
+  if (error) throw new Error(`${model.name}: WebGPU rejected the ${program} program: ${error.message}`);
+  // read: false submits without waiting for the results (a training step whose loss nobody looks at)
+  return async function execute(values, read) {
+    for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[inputs[program][name]], 0, data);
+    const encoder = device.createCommandEncoder(), pass = encoder.beginComputePass();
+    for (const step of steps) {
+      pass.setPipeline(step.pipeline);
+      pass.setBindGroup(0, step.bindGroup);
+      pass.dispatchWorkgroups(...step.workgroups);
+    }
+    pass.end();
+    if (read) return readBuffers(device, outputs, readback, encoder);
+    device.queue.submit([encoder.finish()]);
+    return null;
+  };
+}
+
+/** The contents of GPU buffers ({ name, bytes, buffer }) as Float32Arrays by name, through `readback` (a MAP_READ buffer
+ *  large enough; a run keeps one for its outputs) or, if none is given, one made for this call; the copies go at the
+ *  end of `encoder` (a run's compute pass: one submit) or of an encoder of their own. */
+async function readBuffers(device, chosen, readback = null, encoder = device.createCommandEncoder()) {
+  let size = 0;
+  const at = chosen.map((b) => { const start = size; size += Math.ceil(b.bytes / 4) * 4; return start; });
+  const own = !readback;
+  readback ??= device.createBuffer({ size: Math.max(size, 4), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  chosen.forEach((b, i) => encoder.copyBufferToBuffer(b.buffer, 0, readback, at[i], Math.ceil(b.bytes / 4) * 4));
+  device.queue.submit([encoder.finish()]);
+  await readback.mapAsync(GPUMapMode.READ);
+  const mapped = readback.getMappedRange(), result = {};
+  chosen.forEach((b, i) => { result[b.name] = new Float32Array(mapped.slice(at[i], at[i] + b.bytes)); });
+  readback.unmap();
+  if (own) readback.destroy();
+  return result;
+}
+
+// ---------------------------------------------------------------- WebAssembly
+
+// tinygrad's C kernels compiled to a module whose static arena holds every buffer at a fixed offset, and one exported
+// function per program. The weights are copied in once; a run writes the input, calls the program's function and copies
+// its outputs out. A program that is not in the first module is in the last (plan.wasm.modules), which then takes over
+// every program, the weights and optimizer state copied across as they are at that moment.
+async function wasmBackend(model, firstBytes, tensor) {
+  const { buffers: layout, programs, inputs, modules } = model.plan.wasm;
+  let current = await instantiate(model, modules[0], firstBytes);
+  layout.forEach((b, i) => {
+    if (b.kind === "weight" && tensor) current.set(i, tensor(b.name, b.bytes));
+    else if (b.kind === "state" && current.has(i)) current.set(i, initialState(b));
+  });
+  let upgrading = null;
+  const upgrade = () => {
+    upgrading ??= (async () => {
+      const last = modules.at(-1), next = await instantiate(model, last, await model.file(last.file));
+      layout.forEach((b, i) => {
+        if (!next.has(i) || (b.kind !== "weight" && b.kind !== "state")) return;
+        next.set(i, current.has(i) ? current.get(i) : initialState(b));
+      });
+      current = next;
     })();
-    extraWGSL.catch(() => { extraWGSL = null; });   // a download that failed is tried again next time
-    return extraWGSL;
-  }
-
-  // WebGPU: the buffers once, at load; each program's pipelines and bind groups when it first runs (the forward at
-  // load). A run writes the input, encodes one pass, submits and reads the program's outputs back.
-  async function loadWebGPU(device, tensor, verify) {
-    const { kernels, buffers: plan, programs } = PLAN.webgpu;
-    const { STORAGE, COPY_SRC, COPY_DST, UNIFORM, MAP_READ } = GPUBufferUsage;
-    const usageOf = { input: STORAGE | COPY_DST, output: STORAGE | COPY_SRC, weight: STORAGE | COPY_SRC | COPY_DST,
-                      state: STORAGE | COPY_SRC | COPY_DST, scratch: STORAGE };
-    device.pushErrorScope("validation");
-    const buffers = plan.map((b) => {
-      const size = Math.max(4, Math.ceil(b.bytes / 4) * 4);
-      const initial = b.kind === "weight" ? tensor?.(b.name, b.bytes) : b.init ? initialState(b) : null;
-      const buffer = device.createBuffer({ label: `${PLAN.name}/${b.name}`, size, usage: usageOf[b.kind], mappedAtCreation: Boolean(initial) });
-      if (initial) {
-        new Uint8Array(buffer.getMappedRange()).set(initial);
-        buffer.unmap();
-      }
-      return buffer;
-    });
-    // tinygrad's WGSL reads INFINITY from a uniform at binding 0 (WGSL has no infinity literal)
-    const infinity = device.createBuffer({ size: 4, usage: UNIFORM, mappedAtCreation: true });
-    new Float32Array(infinity.getMappedRange())[0] = Infinity;
-    infinity.unmap();
-    const inputs = PLAN.webgpu.inputs;   // each program's input buffers, by name
-    const pipelines = new Map();   // kernel index -> { pipeline, layout }
-
-    function pipelineOf(k, code) {
-      if (!pipelines.has(k)) {
-        const n = Object.values(programs).flat().find((d) => d.kernel === k).buffers.length;
-        const layout = device.createBindGroupLayout({
-          entries: [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } },
-            ...Array.from({ length: n }, (_, i) => ({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } }))],
-        });
-        pipelines.set(k, device.createComputePipelineAsync({
-          label: `${PLAN.name}/${kernels[k].name}`,
-          layout: device.createPipelineLayout({ bindGroupLayouts: [layout] }),
-          compute: { module: device.createShaderModule({ code }), entryPoint: kernels[k].name },
-        }).then((pipeline) => ({ pipeline, layout })));
-      }
-      return pipelines.get(k);
-    }
-
-    async function build(program) {
-      const dispatches = programs[program];
-      if (!dispatches) throw new Error(`${PLAN.name} has no program "${program}"`);
-      const used = [...new Set(dispatches.map((d) => d.kernel))];
-      const extra = used.some((k) => kernels[k].extras) ? await extrasWGSL(verify) : {};
-      device.pushErrorScope("validation");
-      const built = new Map(await Promise.all(used.map(async (k) => [k, await pipelineOf(k, kernels[k].extras ? extra[k] : WGSL[k])])));
-      const steps = dispatches.map((d) => ({
-        pipeline: built.get(d.kernel).pipeline,
-        workgroups: d.workgroups,
-        bindGroup: device.createBindGroup({
-          layout: built.get(d.kernel).layout,
-          entries: [{ binding: 0, resource: { buffer: infinity } }, ...d.buffers.map((b, i) => ({ binding: i + 1, resource: { buffer: buffers[b] } }))],
-        }),
-      }));
-      const outputs = plan.map((b, i) => ({ ...b, index: i })).filter((b) => b.kind === "output" && b.program === program);
-      let size = 0;
-      for (const o of outputs) { o.at = size; size += Math.ceil(o.bytes / 4) * 4; }
-      const readback = device.createBuffer({ label: `${PLAN.name}/${program}/readback`, size, usage: MAP_READ | COPY_DST });
-      const error = await device.popErrorScope();
-      if (error) throw new Error(`${PLAN.name}: WebGPU rejected the ${program} program: ${error.message}`);
-      // read: false submits without waiting for the results (a training step whose loss nobody looks at)
-      return async function execute(values, read) {
-        for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[inputs[program][name]], 0, data);
-        const encoder = device.createCommandEncoder();
-        const pass = encoder.beginComputePass();
-        for (const step of steps) {
-          pass.setPipeline(step.pipeline);
-          pass.setBindGroup(0, step.bindGroup);
-          pass.dispatchWorkgroups(...step.workgroups);
-        }
-        pass.end();
-        if (read) for (const o of outputs) encoder.copyBufferToBuffer(buffers[o.index], 0, readback, o.at, Math.ceil(o.bytes / 4) * 4);
-        device.queue.submit([encoder.finish()]);
-        if (!read) return null;
-        await readback.mapAsync(GPUMapMode.READ);
-        const mapped = readback.getMappedRange(), result = {};
-        for (const o of outputs) result[o.name] = new Float32Array(mapped.slice(o.at, o.at + o.bytes));
-        readback.unmap();
-        return result;
-      };
-    }
-
-    const built = new Map([["forward", build("forward")]]);
-    await built.get("forward");
-    const error = await device.popErrorScope();
-    if (error) throw new Error(`${PLAN.name}: WebGPU rejected the model: ${error.message}`);
-
-    async function read(names) {
-      const chosen = names.map((name) => ({ ...plan[writable(plan, name)], index: writable(plan, name) }));
-      let size = 0;
-      for (const b of chosen) { b.at = size; size += Math.ceil(b.bytes / 4) * 4; }
-      const readback = device.createBuffer({ size: Math.max(size, 4), usage: MAP_READ | COPY_DST });
-      const encoder = device.createCommandEncoder();
-      for (const b of chosen) encoder.copyBufferToBuffer(buffers[b.index], 0, readback, b.at, Math.ceil(b.bytes / 4) * 4);
-      device.queue.submit([encoder.finish()]);
-      await readback.mapAsync(GPUMapMode.READ);
-      const mapped = readback.getMappedRange(), result = {};
-      for (const b of chosen) result[b.name] = new Float32Array(mapped.slice(b.at, b.at + b.bytes));
-      readback.destroy();
+    upgrading.catch(() => { upgrading = null; });   // a download that failed is tried again next time
+    return upgrading;
+  };
+  const floats = (i) => new Float32Array(current.get(i).slice().buffer);
+  return {
+    async execute(program, values) {
+      if (!programs[program]) throw new Error(`${model.name} has no program "${program}"`);
+      if (!current.module.programs.includes(program)) await upgrade();
+      for (const [name, data] of Object.entries(values)) current.set(inputs[program][name], new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      current.exports[programs[program]]();
+      const result = {};
+      layout.forEach((b, i) => { if (b.kind === "output" && b.program === program) result[b.name] = floats(i); });
       return result;
-    }
-    return {
-      execute(program, values, read = true) {
-        if (!built.has(program)) built.set(program, build(program));
-        return built.get(program).then((execute) => execute(values, read));
-      },
-      read,
-      async write(values) {
-        for (const [name, data] of Object.entries(values)) device.queue.writeBuffer(buffers[writable(plan, name)], 0, data);
-        await device.queue.onSubmittedWorkDone();
-      },
-    };
-  }
-
-  // WebAssembly: tinygrad's C kernels compiled to a module whose static arena holds every buffer at a fixed offset, and
-  // one exported function per program. The weights are copied in once; a run writes the input, calls the program's
-  // function and copies its outputs out. A program that is not in the first module is in the extras module, which
-  // then takes over every program, the weights copied across as they are at that moment.
-  async function loadWasm(wasmBytes, tensor, verify) {
-    const { buffers: plan, programs } = PLAN.wasm;
-    async function instantiate(bytes, file, what) {
-      let instance;
-      try { ({ instance } = await WebAssembly.instantiate(bytes, {})); }
-      catch (e) {
-        if (!hasSimd()) throw new Error(`${PLAN.name}: this browser cannot run the ${what} (it needs WebAssembly SIMD)`);
-        throw fail(`the ${what} is not a valid WebAssembly module (${e.message})`);
+    },
+    async read(names) {
+      if (names.some((name) => !current.has(writable(layout, name)))) await upgrade();
+      return Object.fromEntries(names.map((name) => [name, floats(writable(layout, name))]));
+    },
+    async write(values) {
+      for (const [name, data] of Object.entries(values)) {
+        const i = writable(layout, name);
+        if (current.has(i)) current.set(i, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
       }
-      const { memory, arena } = instance.exports, base = arena();
-      const at = (i) => base + file.offsets[i];
-      checkArena(plan.map((b, i) => ({ ...b, offset: file.offsets[i] })).filter((b) => b.offset !== null), memory.buffer.byteLength - base);
-      return { exports: instance.exports, heap: () => new Uint8Array(memory.buffer), at, file };
-    }
-    let current = await instantiate(wasmBytes, PLAN.wasm.base, `WebAssembly module ${PLAN.name}.wasm`);
-    const present = (instance, i) => instance.file.offsets[i] !== null;
-    plan.forEach((b, i) => {
-      if (b.kind === "weight" && tensor) current.heap().set(tensor(b.name, b.bytes), current.at(i));
-      else if (b.kind === "state" && b.init && present(current, i)) current.heap().set(initialState(b), current.at(i));
-    });
-    let upgrading = null;
-    async function upgrade() {
-      upgrading ??= (async () => {
-        const { sha256 } = PLAN.wasm.extras;
-        const next = await instantiate(await bytesOf(fileUrl("extras.wasm", sha256), sha256, verify, `WebAssembly module ${PLAN.name}.extras.wasm`), PLAN.wasm.extras,
-                                       `WebAssembly module ${PLAN.name}.extras.wasm`);
-        plan.forEach((b, i) => {
-          if (!present(next, i) || (b.kind !== "weight" && b.kind !== "state")) return;
-          if (present(current, i)) next.heap().set(current.heap().subarray(current.at(i), current.at(i) + b.bytes), next.at(i));
-          else if (b.init) next.heap().set(initialState(b), next.at(i));
-        });
-        current = next;
-      })();
-      upgrading.catch(() => { upgrading = null; });   // a download that failed is tried again next time
-      return upgrading;
-    }
-    const inputs = PLAN.wasm.inputs, raw = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    const floats = (i) => new Float32Array(current.heap().buffer, current.at(i), plan[i].bytes / 4).slice();
-    return {
-      async execute(program, values) {
-        if (!programs[program]) throw new Error(`${PLAN.name} has no program "${program}"`);
-        if (!current.file.programs.includes(program)) await upgrade();
-        for (const [name, data] of Object.entries(values)) current.heap().set(raw(data), current.at(inputs[program][name]));
-        current.exports[programs[program]]();
-        const result = {};
-        plan.forEach((b, i) => { if (b.kind === "output" && b.program === program) result[b.name] = floats(i); });
-        return result;
-      },
-      async read(names) {
-        if (names.some((name) => !present(current, writable(plan, name)))) await upgrade();
-        return Object.fromEntries(names.map((name) => [name, floats(writable(plan, name))]));
-      },
-      async write(values) {
-        for (const [name, data] of Object.entries(values)) {
-          const i = writable(plan, name);
-          if (present(current, i)) current.heap().set(raw(data), current.at(i));
-        }
-      },
-    };
+    },
+  };
+}
+
+/** A module of the plan, instantiated from its checked bytes: has(i), get(i) (a view of buffer i in its arena), set(i, bytes). */
+async function instantiate(model, module, bytes) {
+  const { buffers: layout } = model.plan.wasm, what = `WebAssembly module ${model.meta.files[module.file]?.name}`;
+  let instance;
+  try { ({ instance } = await WebAssembly.instantiate(bytes, {})); }
+  catch (e) {
+    if (!hasSimd()) throw new Error(`${model.name}: this browser cannot run the ${what} (it needs WebAssembly SIMD)`);
+    throw new ModelFileError(`${model.name}: the ${what} is not a valid WebAssembly module (${e.message})`);
   }
-
-  async function load(backend, weights, { verify = true, wasm, madeHere = false } = {}) {
-    if (backend === "wasm" && typeof WebAssembly !== "object") throw new Error(`${PLAN.name}: this browser has no WebAssembly`);
-    // the module's file is fetched (or awaited) while the weights are still arriving
-    const base = PLAN.wasm.base;
-    const wasmBytes = backend === "wasm" ? bytesOf(wasm ?? fileUrl("wasm", base.sha256), base.sha256, verify, `WebAssembly module ${PLAN.name}.wasm`) : null;
-    wasmBytes?.catch(() => {});   // reported below, after the weights' own errors
-    const tensor = weights === null ? null : weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, `weights file ${PLAN.name}.safetensors`));
-    const memory = backend === "wasm" ? await loadWasm(await wasmBytes, tensor, verify) : await loadWebGPU(backend, tensor, verify);
-    const run = serialised(async (input, { taps = false } = {}) => {
-      if (!taps) return (await memory.execute("forward", { input })).output;
-      const out = await memory.execute("taps", { input });
-      return { logits: out.output, taps: Object.fromEntries(PLAN.taps.map((t) => [t.name, out[t.buffer]])) };
-    }, INPUT_LENGTH, PLAN.name);
-    // a training step: a batch of PLAN[program].batch normalised images and their labels, and the learning rate
-    const step = (program, images, labels, lr, read = true) => {
-      const batch = PLAN[program]?.batch;
-      if (!batch) return Promise.reject(new Error(`${PLAN.name} was exported without a "${program}" step`));
-      if (!(images instanceof Float32Array) || images.length !== batch * INPUT_LENGTH || !(labels instanceof Int32Array) ||
-          labels.length !== batch || !(lr >= 0)) {
-        return Promise.reject(new TypeError(`${PLAN.name}: ${program}() takes Float32Array(${batch * INPUT_LENGTH}) images, Int32Array(${batch}) labels and a learning rate`));
-      }
-      const values = { images: images.slice(), labels: labels.slice(), lr: Float32Array.of(lr) };
-      return run.queue(() => memory.execute(program, values, read));
-    };
-    run.train = (images, labels, lr) => step("train", images, labels, lr).then((out) => out.loss[0]);
-    // read: false (WebGPU) leaves this step's loss on the GPU: the next step that reads waits for both
-    run.fit = (images, labels, lr, { read = true } = {}) => step("fit", images, labels, lr, read)
-      .then((out) => (out ? { loss: out.loss[0], correct: out.correct[0] } : null));
-    run.evaluateSpec = PLAN.evaluate ?? null;
-    run.evaluate = (images) => {
-      const batch = PLAN.evaluate?.batch;
-      if (!batch) return Promise.reject(new Error(`${PLAN.name} was exported without an "evaluate" program`));
-      if (!(images instanceof Float32Array) || images.length !== batch * INPUT_LENGTH) {
-        return Promise.reject(new TypeError(`${PLAN.name}: evaluate() takes Float32Array(${batch * INPUT_LENGTH}) images`));
-      }
-      const values = { images: images.slice() };
-      return run.queue(() => memory.execute("evaluate", values)).then((out) => out.logits);
-    };
-    run.readWeights = (names = PLAN.train?.trains ?? []) => run.queue(() => memory.read(names));
-    run.writeWeights = (weights) => run.queue(() => memory.write(weights));
-    run.resetOptimizer = () => run.queue(() => memory.write(Object.fromEntries(
-      PLAN.webgpu.buffers.filter((b) => b.kind === "state").map((b) => [b.name, b.init ? initialState(b) : new Uint8Array(b.bytes)]))));
-    // a fresh start for "fit": every weight drawn as tinygrad draws it (PLAN.fit.init), from `seed`, and the optimizer's
-    // state back to its start; returns the weights
-    run.init = async (seed) => {
-      if (!PLAN.fit) throw new Error(`${PLAN.name} was exported without a "fit" step`);
-      const weights = initialWeights(PLAN.fit.init, weightSizes, seed);
-      await run.writeWeights(weights);
-      await run.resetOptimizer();
-      return weights;
-    };
-    return run;
-  }
-
-  const weightSizes = Object.fromEntries(PLAN.webgpu.buffers.filter((b) => b.kind === "weight").map((b) => [b.name, b.bytes / 4]));
-
-  /** The weights file's tensors as float32, with their shapes: for showing what the model learned. */
-  async function tensors(weights, { verify = true, madeHere = false } = {}) {
-    const tensor = weightsOf(await bytesOf(weights, PLAN.weightsSha256, verify && !madeHere, `weights file ${PLAN.name}.safetensors`));
-    return (name) => {
-      const shape = tensor.shape(name);
-      if (!shape) throw fail(`the weights file has no tensor "${name}"`);
-      return { shape, data: new Float32Array(tensor(name, 4 * shape.reduce((a, b) => a * b, 1)).slice().buffer) };
-    };
-  }
-
-  return { name: PLAN.name, inputShape: PLAN.inputShape, outputLength: PLAN.outputLength, taps: PLAN.taps, train: PLAN.train ?? null,
-           fit: PLAN.fit ?? null, weights: PLAN.webgpu.buffers.filter((b) => b.kind === "weight").map(({ name, shape }) => ({ name, shape })),
-           backends: ["webgpu", "wasm"], load, tensors };
+  const { memory, arena } = instance.exports, base = arena();
+  checkArena(layout.map((b, i) => ({ ...b, offset: module.offsets[i] })).filter((b) => b.offset !== null), memory.buffer.byteLength - base);
+  const has = (i) => module.offsets[i] !== null;
+  const get = (i) => new Uint8Array(memory.buffer, base + module.offsets[i], layout[i].bytes);
+  return { exports: instance.exports, module, has, get, set: (i, data) => new Uint8Array(memory.buffer).set(data, base + module.offsets[i]) };
 }

@@ -1,17 +1,19 @@
-// The model runtime of the page: every exported model on two backends, WebGPU (one GPUDevice for the page) and
-// WebAssembly SIMD (on the CPU, in every browser).
+// The page's models on two backends, WebGPU (one GPUDevice for the page) and WebAssembly SIMD (on the CPU, in every
+// browser), over the one model runtime (model_runtime.js). Which models exist comes from the site's manifest
+// (models.json, written by the exporter): the models it serves for drawing, with their metadata.
 //
-// Load order, so that a first visit predicts as soon as possible: the selected model's files (metadata, then module,
-// weights and WebAssembly together, with progress) and its first backend; the page predicts from there. Only then the
-// other models, WebGPU, and the timing that picks the faster backend per model, each step waiting until no prediction
-// is running. Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
+// Load order, so that a first visit predicts as soon as possible: the selected model's files (plan, weights and
+// WebAssembly together, with progress) and its first backend; the page predicts from there. Only then the other models,
+// WebGPU, and the timing that picks the faster backend per model, each step waiting until no prediction is running.
+// Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
 // A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
-import { importVerified } from "./verify.js";
+import { openModel, fetchBytes, fetchJson, DownloadError, ModelFileError } from "./model_runtime.js";
+import { siteName } from "./settings.js";
 
-export const MODEL_NAMES = ["mnist_mlp", "mnist_convnet"];
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
-export const OFFLINE_CACHE = "mnist-app-v1";   // the service worker's cache (sw.js): verified downloads go straight in
+export const OFFLINE_CACHE = siteName("mnist-app-v2");   // the service worker's cache (sw.js): verified downloads go straight in
+export const MANIFEST = new URL("../models.json", import.meta.url);
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
 const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // runtime.events: the first ones (the load), then the newest
 // In use, the backend in use is re-checked when its recent runs are this much slower than when it was timed (another tab
@@ -20,7 +22,19 @@ const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // runtime.events: the first ones 
 const IN_USE_RUNS = 20, SLOWER_IN_USE = 1.5, CLEARLY_FASTER = 0.8;
 
 export class NoWebGPUError extends Error {}
-export class DownloadError extends Error {}
+
+/** The site's models: { predict: [{ name, label, meta }], train: [...] }, from models.json (fetched fresh: it is where
+ *  every file's hash comes from). */
+export async function readManifest() {
+  const manifest = await fetchJson(MANIFEST, "models.json");
+  const models = Array.isArray(manifest?.models) ? manifest.models.filter((m) => typeof m?.name === "string" && m.meta?.name === m.name) : [];
+  const predict = models.filter((m) => m.role === "predict"), train = models.filter((m) => m.role === "train");
+  if (!predict.length) throw new ModelFileError("models.json lists no model to draw with");
+  return { predict, train };
+}
+
+/** The folder of a model of the manifest. */
+export const folderOf = (name) => new URL(`../${name}/`, import.meta.url);
 
 // a blocklisted or wedged GPU process can leave these promises pending forever; the page must still settle
 function answerWithin(promise, what, ms = 10_000) {
@@ -45,63 +59,30 @@ export function median(values) {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-/** Fetch a file's bytes, reporting each chunk's size as it arrives; a short or broken body is an error naming the file. */
-export async function download(url, expectedBytes, onBytes) {
-  const file = new URL(url).pathname.split("/").pop();
-  let response;
-  try { response = await fetch(url); }
-  catch (e) { throw new DownloadError(`could not download ${file} (${message(e)})`); }
-  if (!response.ok) throw new DownloadError(`could not download ${file} (HTTP ${response.status})`);
-  const chunks = [];
-  let received = 0;
-  try {
-    const reader = response.body.getReader();
-    for (let chunk; !(chunk = await reader.read()).done;) {
-      chunks.push(chunk.value);
-      received += chunk.value.byteLength;
-      onBytes(chunk.value.byteLength);
-    }
-  } catch (e) { throw new DownloadError(`the download of ${file} broke off after ${received} bytes (${message(e)})`); }
-  if (expectedBytes && received !== expectedBytes) {
-    throw new DownloadError(`the download of ${file} is incomplete (${received} of ${expectedBytes} bytes)`);
-  }
-  const bytes = new Uint8Array(received);
-  let at = 0;
-  for (const c of chunks) { bytes.set(c, at); at += c.byteLength; }
-  return bytes;
-}
-
 // Verified files go into the offline cache at once, so that the service worker, when it installs, finds them there
 // instead of downloading them a second time.
-export async function stash(url, bytes, type) {
+export async function stash(url, bytes, type = "application/octet-stream") {
   try {
     const cache = await caches.open(OFFLINE_CACHE);
     await cache.put(url, new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
   } catch { /* no Cache Storage (an insecure context, private mode): the service worker fetches what it needs */ }
 }
 
-/** One exported model: its metadata (the input contract), its generated module, its files and a run() per backend.
- *  `custom`, for a model trained in this page: { label, base (its trainer export's folder), meta, module, bytes (its
- *  weights as safetensors, made here), report }: no metadata or weights to download, only the trainer's WebAssembly. */
+/** One model of the page: its metadata (from the manifest), its files (through the runtime, with progress) and a run()
+ *  per backend. `custom`, for a model trained in this page: { base (its trainer's folder), plan, bytes (its weights as
+ *  safetensors, made here), report }: no weights to download, only the trainer's WebAssembly. */
 export class Model {
-  constructor(name, prepare = async () => {}, custom = null) {
-    this.name = name;
-    this.prepare = prepare;             // (model, run) => a backend's last step before it predicts (fine-tuned weights)
-    this.custom = custom;
-    this.base = custom?.base ?? new URL(`../${name}/`, import.meta.url);
+  constructor({ name, label, meta }, prepare = async () => {}, custom = null) {
+    Object.assign(this, { name, label, meta, prepare, custom });
+    this.base = custom?.base ?? folderOf(name);
     this.reset();
   }
 
-  /** The name its files carry: its own, or its trainer export's. */
-  get fileName() { return this.custom?.meta.name ?? this.name; }
-
   reset() {
-    this.meta = null;
-    this.module = null;
-    this.files = null;                  // { weights, wasm }: promises of the verified bytes, shared by both backends
+    this.source = null;                 // the runtime's model: its plan and its files
     this.progress = { loaded: 0, total: 0, active: false };
-    this.loadError = null;              // the metadata, the module or a file could not load: no backend can run it
-    this.retryable = false;             // a download broke off: trying again may work
+    this.loadError = null;              // the plan or a file could not load: no backend can run it
+    this.retryable = false;             // a download broke off or a file was bad: trying again may work
     this.backends = new Map();          // "webgpu" | "wasm" -> { run, ms: warm median of one run }
     this.backendErrors = new Map();     // "webgpu" | "wasm" -> why it is not available
     this.backend = null;                // the one in use
@@ -124,50 +105,27 @@ export class Model {
     return [...this.backendErrors.values()].join("; ");
   }
 
-  // files are asked for by content hash (written by the exporter), so neither the HTTP cache nor the offline cache
-  // can hand out an old copy; the metadata itself is always revalidated
-  versioned(file, hash) { return new URL(hash ? `${file}?v=${hash}` : file, this.base); }
-
-  async fetchMeta() {
-    if (this.custom) { this.meta = this.custom.meta; return; }
-    const file = `${this.name}.json`;
-    let response, meta;
-    try { response = await fetch(new URL(file, this.base), { cache: "no-cache" }); }
-    catch (e) { throw new DownloadError(`could not download ${file} (${message(e)})`); }
-    if (!response.ok) throw new DownloadError(`could not download ${file} (HTTP ${response.status})`);
-    try { meta = await response.json(); }
-    catch { throw new DownloadError(`${file} is not JSON (a broken download, or not this app's file)`); }
-    if (!(meta?.std > 0) || typeof meta.mean !== "number") throw new Error(`${file} has no input normalisation`);
-    this.meta = meta;
-  }
-
-  /** Start downloading the weights and the WebAssembly module; `onProgress` hears every chunk. */
-  startDownloads(onProgress) {
-    const { files = {}, file_bytes: sizes = {} } = this.meta;
-    this.progress = { loaded: 0, total: (sizes.weights ?? 0) + (sizes.wasm ?? 0), active: true };
-    const fetchFile = (file, hash, size) => download(this.versioned(file, hash), size, (n) => {
-      this.progress.loaded += n;
-      onProgress(this);
-    });
-    this.files = {
-      weights: this.custom ? Promise.resolve(this.custom.bytes) : fetchFile(`${this.name}.safetensors`, files.weights, sizes.weights),
-      wasm: fetchFile(`${this.fileName}.wasm`, files.wasm, sizes.wasm),
-    };
-    for (const p of Object.values(this.files)) p.catch(() => {});   // reported by the backend that needs the file
-    Promise.allSettled(Object.values(this.files)).then(() => { this.progress.active = false; onProgress(this); });
-  }
-
-  async importModule() {
-    const hash = this.meta.files?.module;
-    this.module = this.custom?.module ?? (await importVerified(this.versioned(`${this.name}.js`, hash), hash)).default;
+  /** The files a first prediction needs (plan, weights, the first WebAssembly module), downloading at once with their
+   *  progress reported to `onProgress`; resolves once the plan is in and checked. */
+  async open(onProgress) {
+    const { files } = this.meta, first = ["plan", "wasm", ...(this.custom ? [] : ["weights"])];
+    this.progress = { loaded: 0, total: first.reduce((n, key) => n + (files[key]?.bytes ?? 0), 0), active: true };
+    const fetchFile = (url, entry) => fetchBytesWithProgress(url, entry, (n) => { this.progress.loaded += n; onProgress(this); });
+    const opening = openModel(this.meta, { base: this.base, plan: this.custom?.plan, fetchFile });
+    this.source = await opening.catch((e) => { this.progress.active = false; onProgress(this); throw e; });
+    const loading = first.map((key) => this.source.file(key));
+    for (const p of loading) p.catch(() => {});   // reported by the backend that needs the file
+    Promise.allSettled(loading).then(() => { this.progress.active = false; onProgress(this); });
   }
 
   /** Its weights' tensors, for the inside view and for resetting fine-tuned weights. */
-  tensors() { return this.module.tensors(this.files.weights, { madeHere: Boolean(this.custom) }); }
+  tensors() { return this.source.tensors(this.weightsOption); }
+
+  get weightsOption() { return this.custom ? { weights: this.custom.bytes, verify: false } : undefined; }
 
   async loadBackend(kind, target) {
     try {
-      const run = await this.module.load(target, this.files.weights, { wasm: this.files.wasm, madeHere: Boolean(this.custom) });
+      const run = await this.source.load(target, this.weightsOption);
       await this.prepare(this, run);
       for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
@@ -178,15 +136,15 @@ export class Model {
       this.backendErrors.set(kind, message(e));
       // a broken download or a bad file fails every backend alike: the model is unusable until it is fetched again
       // (retryable either way: a bad file may be a proxy's error page, and no cache keeps bytes that failed their check)
-      if (e instanceof DownloadError || e?.name === "ModelFileError") { this.loadError = message(e); this.retryable = true; }
+      if (e instanceof DownloadError || e instanceof ModelFileError) { this.loadError = message(e); this.retryable = true; }
       return false;
     }
   }
 
+  /** Every file the first prediction used, into the offline cache (their bytes are checked). */
   async stashFiles() {
-    const { files = {} } = this.meta;
-    if (!this.custom) await stash(this.versioned(`${this.name}.safetensors`, files.weights), await this.files.weights, "application/octet-stream");
-    await stash(this.versioned(`${this.fileName}.wasm`, files.wasm), await this.files.wasm, "application/wasm");
+    const keys = ["plan", this.source.plan.wasm.modules[0].file, ...(this.custom ? [] : ["weights"])];
+    await Promise.all(keys.map(async (key) => stash(this.source.url(key), await this.source.file(key))));
   }
 
   /** The warm median of TIMED_RUNS runs on `kind`. `quiet()` is awaited before each and gives a check of whether
@@ -220,12 +178,19 @@ export class Model {
   }
 }
 
+function fetchBytesWithProgress(url, entry, onBytes) {
+  let received = 0;
+  return fetchBytes(url, { what: entry.name, expectedBytes: entry.bytes, onBytes: (n) => { received += n; onBytes(n); } })
+    .catch((e) => { onBytes(-received); throw e; });   // its bytes will come again
+}
+
 /** Loads the models and backends in the order above. `onChange` hears about progress, readiness, the choice, errors
  *  and device loss; `isIdle()` says when background work may take the CPU without delaying a prediction; `prepare(model,
  *  run)` runs on every backend once loaded, before it predicts. */
 export class ModelRuntime {
   constructor(onChange, { preference = "auto", isIdle = () => true, prepare = async () => {} } = {}) {
-    this.models = new Map(MODEL_NAMES.map((n) => [n, new Model(n, prepare)]));
+    this.models = new Map();            // name -> Model, in the manifest's order (start)
+    this.prepare = prepare;
     this.onChange = onChange;
     this.preference = preference;       // "auto" | "webgpu" | "wasm"
     this.isIdle = isIdle;
@@ -278,8 +243,9 @@ export class ModelRuntime {
     this.onChange({ kind: "choice" });
   }
 
-  /** The selected model first; everything else after it is ready. */
-  async start(first) {
+  /** The manifest's models (`entries`: { name, label, meta }), the one named `first` first; everything else after it is ready. */
+  async start(entries, first) {
+    for (const entry of entries) this.models.set(entry.name, new Model(entry, this.prepare));
     this.onChange({ kind: "loading" });
     await this.bringUp(this.models.get(first), { urgent: true });
     const rest = [...this.models.values()].filter((m) => m.name !== first);
@@ -290,13 +256,13 @@ export class ModelRuntime {
   }
 
   /** A model the visitor asks for jumps the queue (it may not have started downloading yet). */
-  select(name) { return this.bringUp(this.models.get(name), { urgent: true }); }
+  select(name) { return this.models.has(name) ? this.bringUp(this.models.get(name), { urgent: true }) : Promise.resolve(); }
 
-  /** A model trained in this page (Model's `custom`) under `name`, replacing an earlier one: brought up on WebAssembly,
+  /** A model trained in this page (Model's `custom`), replacing an earlier one of its name: brought up on WebAssembly,
    *  then on WebGPU where there is a device, both timed and the faster chosen, as the shipped models are. */
-  async addTrained(name, custom) {
-    const prepare = this.models.values().next().value.prepare, model = new Model(name, prepare, custom);
-    this.models.set(name, model);
+  async addTrained(entry, custom) {
+    const model = new Model(entry, this.prepare, custom);
+    this.models.set(entry.name, model);
     await this.bringUpEverywhere(model);
     return model;
   }
@@ -304,7 +270,7 @@ export class ModelRuntime {
   /** A model the visitor is waiting for: its files and first backend at once, then WebGPU, both timed, the faster chosen. */
   async bringUpEverywhere(model) {
     await this.bringUp(model, { urgent: true });
-    if (this.device && model.files && !model.loadError) {
+    if (this.device && model.source && !model.loadError) {
       await model.loadBackend("webgpu", this.device);
       for (const kind of model.backends.keys()) await model.time(kind);
       model.choose(this.preference);
@@ -312,20 +278,18 @@ export class ModelRuntime {
     this.onChange({ kind: "ready" });
   }
 
-  /** Metadata, module and files, then the first backend that runs: WebAssembly, or WebGPU where that fails. */
+  /** Its plan and files, then the first backend that runs: WebAssembly, or WebGPU where that fails. */
   bringUp(model, { urgent = false } = {}) {
     model.urgent ||= urgent;
     model.bringingUp ??= (async () => {
       this.log("start", model);
       try {
-        await model.fetchMeta();
-        this.log("metadata", model);
-        model.startDownloads((m) => this.onChange({ kind: "progress", model: m }));
-        model.files.weights.then(() => this.log("weights-downloaded", model), () => {});
-        await model.importModule();
+        await model.open((m) => this.onChange({ kind: "progress", model: m }));
+        model.source.file("weights").then(() => this.log("weights-downloaded", model), () => {});
+        this.log("plan", model);
       } catch (e) {
         model.loadError = message(e);
-        model.retryable = true;   // the metadata or the module: fetched again, it may well load
+        model.retryable = true;   // the plan: fetched again, it may well load
         this.onChange({ kind: "model", model });
         return;
       }

@@ -1,23 +1,20 @@
 // The test-set report, loaded on demand: the confusion matrix of the model on the 10 000 MNIST test digits (written by
 // the exporter into <name>.report.json), per-class precision, recall and F1, and the digits it misread. A cell opens its
-// digits; a digit is drawn on the canvas, so the visitor can watch the model (and its layers) read it.
+// digits; a digit is drawn on the canvas, so the visitor can watch the model (and its layers) read it. The view builds
+// its own elements in the container it is given (the page's report panel, the trainer's results).
 
-import { h } from "./dom.js";
-import { fetchVerified } from "./verify.js";
+import { h, drawDigit } from "./dom.js";
 
-/** The model's report, checked against the SHA-256 its metadata gives before it is read. */
-export async function fetchReport(model) {
-  const file = `${model.name}.report.json`, bytes = await fetchVerified(model.versioned(file, model.meta.files?.report), model.meta.files?.report, file);
-  let report;
-  try { report = JSON.parse(new TextDecoder().decode(bytes)); }
-  catch { throw new Error(`${file} is not JSON`); }
-  const raw = atob(report.misread.pixels), pixels = new Uint8Array(raw.length);
+/** The model's report (the runtime's model: its file checked against the metadata's SHA-256 before it is read), with
+ *  misread.image(k) giving the k-th misread digit's pixels. */
+export async function fetchReport(source) {
+  const report = await source.json("report"), raw = atob(report.misread.pixels), pixels = new Uint8Array(raw.length);
   for (let i = 0; i < raw.length; i++) pixels[i] = raw.charCodeAt(i);
   report.misread.image = (k) => pixels.subarray(k * 784, (k + 1) * 784);
   return report;
 }
 
-/** A report (as the exporter writes it, see export_utils.test_report) of predictions made in the page: `predictions`
+/** A report (as the exporter writes it, see evaluation.test_report) of predictions made in the page: `predictions`
  *  and `confidences` (the softmax of each prediction) for digits with `labels`, whose 28x28 images image(i) gives. */
 export function reportFrom(predictions, confidences, labels, image) {
   const confusion = Array.from({ length: 10 }, () => new Array(10).fill(0)), misread = { index: [], label: [], pred: [], confidence: [] };
@@ -40,9 +37,27 @@ export function reportFrom(predictions, confidences, labels, image) {
 
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
 
+const note = "text-xs text-slate-600 dark:text-slate-400";
+
 export class ReportView {
-  constructor({ summary, confusion, table, gallery, galleryTitle }, onPick) {
-    Object.assign(this, { summary, confusion, table, gallery, galleryTitle, onPick });
+  /** Builds the view in `container`; `onPick(pixels)` draws a digit picked in the gallery; `testids` names the matrix and
+   *  the gallery for the tests (the page's own report). */
+  constructor(container, onPick, { testids = false, label = "Confusion matrix: rows are the true digits, columns what the model read" } = {}) {
+    const th = (text, align = "text-right") => h("th", { scope: "col", class: `pr-3 ${align}` }, text);
+    Object.assign(this, {
+      onPick,
+      summary: h("p", { class: "mt-1 text-sm text-slate-600 dark:text-slate-400" }),
+      confusion: h("div", { role: "group", "aria-label": label, class: "grid grid-cols-[1.25rem_repeat(10,minmax(0,1fr))] gap-0.5",
+                            dataset: testids ? { testid: "confusion" } : {} }),
+      table: h("tbody"),
+      galleryTitle: h("p", { class: "mt-4 text-sm text-slate-700 dark:text-slate-300", "aria-live": "polite" }),
+      gallery: h("div", { class: "mt-2 flex flex-wrap gap-2", dataset: testids ? { testid: "report-gallery" } : {} }),
+    });
+    container.replaceChildren(this.summary,
+      h("div", { class: "mt-4 grid gap-6 lg:grid-cols-[minmax(0,28rem)_1fr]" }, this.confusion,
+        h("div", { class: "min-w-0" }, h("table", { class: "text-sm" }, h("caption", { class: `mb-1 text-left ${note}` }, "Per digit, on the 10 000 test digits"),
+          h("thead", {}, h("tr", { class: note }, th("Digit", "text-left"), th("Precision"), th("Recall"), th("F1"), th("Digits"))), this.table))),
+      this.galleryTitle, this.gallery);
   }
 
   show(model, report) {
@@ -101,12 +116,8 @@ export class ReportView {
       button.className = "rounded ring-1 ring-slate-300 focus-visible:outline focus-visible:outline-2 focus-visible:outline-indigo-600 dark:ring-slate-700";
       button.setAttribute("aria-label", `test digit ${report.misread.index[k]}: a ${t} read as ${p} (${pct(report.misread.confidence[k])})`);
       button.title = `test #${report.misread.index[k]}: ${t} read as ${p}, ${pct(report.misread.confidence[k])} sure`;
-      const canvas = document.createElement("canvas");
-      canvas.width = canvas.height = 28;
-      canvas.className = "pixelated block h-14 w-14 rounded bg-black";
-      const ctx = canvas.getContext("2d"), image = ctx.createImageData(28, 28), pixels = report.misread.image(k);
-      for (let i = 0; i < 784; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
-      ctx.putImageData(image, 0, 0);
+      const canvas = h("canvas", { width: 28, height: 28, class: "pixelated block h-14 w-14 rounded bg-black" }), pixels = report.misread.image(k);
+      drawDigit(canvas, pixels);
       button.append(canvas);
       button.addEventListener("click", () => this.onPick(pixels));
       return button;

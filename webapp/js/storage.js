@@ -1,8 +1,11 @@
 // What the page keeps for the visitor in IndexedDB: their training examples, each model's fine-tuned weights, and the
-// models they trained from scratch. Loaded only once the visitor teaches or trains a model, or when a previous visit
-// left something here (teach.js and main.js keep flags in localStorage, so that a first visit never opens the database).
+// models they trained from scratch, in a database named by the site's path (settings.js). Loaded only once the visitor
+// teaches or trains a model, or when a previous visit left something here (teach.js and the trainer keep flags among the
+// settings, so that a first visit never opens the database).
 
-const DB = "mnist-app", VERSION = 2;   // 2: the "trained" store
+import { siteName, remember, remembered } from "./settings.js";
+
+const DB = siteName("mnist-app"), VERSION = 2;   // 2: the "trained" store
 let opened = null;
 
 function database() {
@@ -41,14 +44,14 @@ export const storage = {
 /** Keep a model's fine-tuned weights ({ name: Float32Array }) and what they scored, for the export they were tuned from. */
 export function keepTuned(meta, weights, summary) {
   const stored = Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, v.slice().buffer]));
-  return storage.put("weights", meta.name, { base: meta.weights_sha256, weights: stored, summary });
+  return storage.put("weights", meta.name, { base: meta.files.weights.sha256, weights: stored, summary });
 }
 
 /** A model's stored fine-tuned weights if they were tuned from exactly this export (else null). `shipped(name)` gives each
  *  trained tensor as shipped ({ data }), to check the stored ones against; a damaged entry is an error saying what is wrong. */
 export async function tunedWeights(meta, trains, shipped) {
   const entry = await storage.get("weights", meta.name);
-  if (!entry || entry.base !== meta.weights_sha256) return null;   // none, or tuned from an older export: no longer applies
+  if (!entry || entry.base !== meta.files.weights.sha256) return null;   // none, or tuned from an older export: no longer applies
   const weights = {};
   for (const name of trains) {
     const data = entry.weights?.[name], want = shipped(name).data.byteLength;
@@ -67,19 +70,19 @@ export async function loadExamples() {
 }
 export const addExample = (example) => storage.put("examples", undefined, example);
 
-const TRAINED_FLAG = "trained";   // localStorage: a model trained here is kept (main.js offers it on the next visit)
-export const hasTrained = () => { try { return localStorage.getItem(TRAINED_FLAG) === "1"; } catch { return false; } };
+const TRAINED_FLAG = "trained";   // a setting: a model trained here is kept (the trainer shows it when next opened)
 
 /** Keep a model trained in the page: { name (the trainer model), label, weights: { name: Float32Array }, report, summary }. */
 export async function keepTrained({ name, label, weights, report, summary }) {
   const { image, ...misread } = report.misread;   // the images are the test set's: found again by index
   await storage.put("trained", "last", { name, label, summary, report: { ...report, misread },
                                          weights: Object.fromEntries(Object.entries(weights).map(([k, v]) => [k, v.slice().buffer])) });
-  try { localStorage.setItem(TRAINED_FLAG, "1"); } catch { /* the model is kept; the next visit just will not offer it first */ }
+  remember(TRAINED_FLAG, "1");   // blocked: the model is kept; the next visit just will not look for it first
 }
 
 /** The model last trained here, if its trainer model is among `names` and it is intact (else null). */
 export async function keptTrained(names) {
+  if (remembered(TRAINED_FLAG, ["1"]) === null) return null;   // none kept: the database need not open
   const entry = await storage.get("trained", "last");
   if (!entry || !names.includes(entry.name)) return null;
   const weights = {};

@@ -4,9 +4,11 @@
 // shipped MNIST digits load only when first needed; a localStorage flag says whether a previous visit left anything,
 // so that a first visit never opens the database.
 
-const FLAG = "teach";   // localStorage: "1" once an example or fine-tuned weights were kept
-const remembered = () => { try { return localStorage.getItem(FLAG) === "1"; } catch { return false; } };
-const remember = () => { try { localStorage.setItem(FLAG, "1"); } catch { /* storage disabled: this visit only */ } };
+import { remember, remembered } from "./settings.js";
+
+const FLAG = "teach";   // a setting: "1" once an example or fine-tuned weights were kept
+const kept = () => remembered(FLAG, ["1"]) !== null;
+const keep = () => remember(FLAG, "1");
 const percent = (x) => (x === null ? "–" : `${x.toFixed(1)}%`);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 const heldOut = (n) => `${n.toLocaleString("en-US")} held-out MNIST digits`;
@@ -28,7 +30,7 @@ export class Teacher {
     ui.cancel.addEventListener("click", () => { this.cancelRequested = true; ui.cancel.disabled = true; });
     ui.reset.addEventListener("click", () => this.reset());
     ui.forget.addEventListener("click", () => this.forgetExamples());
-    if (remembered()) this.loadExamples().then((all) => this.showCount(all));
+    if (kept()) this.loadExamples().then((all) => this.showCount(all));
   }
 
   storage() { return import("./storage.js"); }
@@ -60,11 +62,11 @@ export class Teacher {
 
   /** The model's stored fine-tuned weights, looked up once; a damaged entry is dropped with a message. */
   stored(model) {
-    if (!remembered() || !model.module?.train) return Promise.resolve(null);
+    if (!kept() || !model.source?.train) return Promise.resolve(null);
     if (!this.lookups.has(model.name)) {
       this.lookups.set(model.name, (async () => {
         const s = await this.storage(), shipped = await model.tensors();
-        try { return await s.tunedWeights(model.meta, model.module.train.trains, shipped); }
+        try { return await s.tunedWeights(model.meta, model.source.train.trains, shipped); }
         catch (e) {
           await s.storage.delete("weights", model.name).catch(() => {});
           this.setStatus(`Your fine-tuned ${model.name} could not be read (${e.message}); it runs the shipped weights.`, "error");
@@ -89,7 +91,7 @@ export class Teacher {
     const all = await this.loadExamples(), example = { label: digit, image: image.slice() };
     all.push(example);
     if (!this.inMemoryOnly) {
-      try { await (await this.storage()).addExample(example); remember(); }
+      try { await (await this.storage()).addExample(example); keep(); }
       catch { this.inMemoryOnly = true; }
     }
     this.showCount(all);
@@ -102,8 +104,8 @@ export class Teacher {
   async fineTune() {
     const model = this.selected(), ui = this.ui;
     if (this.running) return;
-    if (!model.run) { this.setStatus("The model is still loading.", "error"); return; }
-    if (!model.module.train) { this.setStatus(`${model.name} was exported without a training step.`, "error"); return; }
+    if (!model?.run) { this.setStatus("The model is still loading.", "error"); return; }
+    if (!model.source.train) { this.setStatus(`${model.name} was exported without a training step.`, "error"); return; }
     this.running = true;
     this.cancelRequested = false;
     ui.start.disabled = true;
@@ -112,41 +114,29 @@ export class Teacher {
     this.setStatus("Loading the training step…", "running");
     const started = performance.now();
     try {
-      const [all, { fineTune, loadSamples, drawLoss, STEPS }] = await Promise.all([this.loadExamples(), import("./finetune.js")]);
-      this.samples ??= import("./verify.js").then(({ sampleFile }) => sampleFile("finetune.bin")).then(loadSamples)
+      const [all, { fineTune, loadSamples, drawLoss }] = await Promise.all([this.loadExamples(), import("./finetune.js")]);
+      const { steps } = model.source.train;
+      this.samples ??= import("./samples.js").then(({ sampleFile }) => sampleFile("finetune.bin")).then(loadSamples)
         .catch((e) => { this.samples = null; throw e; });
       const samples = await this.samples, losses = [];
       ui.curve.hidden = ui.progress.hidden = false;
-      ui.progress.max = STEPS;
+      ui.progress.max = steps;
       ui.progress.value = 0;
-      drawLoss(ui.curve, losses, STEPS);
+      drawLoss(ui.curve, losses, steps);
       const result = await fineTune(model, all, samples, {
         onPhase: (phase) => this.setStatus(`Fine-tuning the ${model.name}: ${phase}…`),
         onStep: (step, loss) => {
           losses.push(loss);
-          drawLoss(ui.curve, losses, STEPS);
+          drawLoss(ui.curve, losses, steps);
           ui.progress.value = step;
-          this.setStatus(`Fine-tuning: step ${step} of ${STEPS} · loss ${loss.toFixed(3)}`);
+          this.setStatus(`Fine-tuning: step ${step} of ${steps} · loss ${loss.toFixed(3)}`);
         },
         cancelled: () => this.cancelRequested,
       });
       if (!result) { this.setStatus("Cancelled: the model is as it was before.", "idle"); return; }
-      const { summary, weights } = result;
-      summary.seconds = (performance.now() - started) / 1000;
-      summary.heldOut = samples.heldOut.n;
-      summary.shipped = this.summary(model)?.shipped ?? summary.before;   // a second fine-tune starts from the first's weights
-      const tuned = { weights, summary };
-      this.tuned.set(model.name, tuned);
-      this.lookups.set(model.name, Promise.resolve(tuned));
-      for (const b of model.backends.values()) if (b.run !== model.run) await b.run.writeWeights(weights);
-      let kept = !this.inMemoryOnly;
-      if (kept) {
-        try { await (await this.storage()).keepTuned(model.meta, weights, summary); remember(); }
-        catch { kept = false; }
-      }
-      const { before, after } = summary;
-      this.setStatus(`Done in ${summary.seconds.toFixed(1)} s: your ${plural(summary.examples, "digit")} ${percent(before.yours)} → ${percent(after.yours)}, ` +
-        `${heldOut(summary.heldOut)} ${percent(before.mnist)} → ${percent(after.mnist)}` + (kept ? "." : " (kept for this visit only)."), "done");
+      Object.assign(result.summary, { seconds: (performance.now() - started) / 1000, heldOut: samples.heldOut.n,
+                                      shipped: this.summary(model)?.shipped ?? result.summary.before });   // a second fine-tune starts from the first's weights
+      await this.keep(model, result);
     } catch (e) {
       this.setStatus(`Fine-tuning failed: ${e.message ?? e}`, "error");
     } finally {
@@ -157,11 +147,27 @@ export class Teacher {
     }
   }
 
+  /** Fine-tuned weights into every backend of the model, and into storage; says how it went. */
+  async keep(model, { weights, summary }) {
+    const tuned = { weights, summary };
+    this.tuned.set(model.name, tuned);
+    this.lookups.set(model.name, Promise.resolve(tuned));
+    for (const b of model.backends.values()) if (b.run !== model.run) await b.run.writeWeights(weights);
+    let kept = !this.inMemoryOnly;
+    if (kept) {
+      try { await (await this.storage()).keepTuned(model.meta, weights, summary); keep(); }
+      catch { kept = false; }
+    }
+    const { before, after } = summary;
+    this.setStatus(`Done in ${summary.seconds.toFixed(1)} s: your ${plural(summary.examples, "digit")} ${percent(before.yours)} → ${percent(after.yours)}, ` +
+      `${heldOut(summary.heldOut)} ${percent(before.mnist)} → ${percent(after.mnist)}` + (kept ? "." : " (kept for this visit only)."), "done");
+  }
+
   async reset() {
     const model = this.selected();
-    if (this.running || !this.tuned.has(model.name)) return;
+    if (this.running || !model || !this.tuned.has(model.name)) return;
     const shipped = await model.tensors();
-    const weights = Object.fromEntries(model.module.train.trains.map((name) => [name, shipped(name).data]));
+    const weights = Object.fromEntries(model.source.train.trains.map((name) => [name, shipped(name).data]));
     for (const b of model.backends.values()) await b.run.writeWeights(weights);
     this.tuned.delete(model.name);
     this.lookups.set(model.name, Promise.resolve(null));
@@ -169,6 +175,9 @@ export class Teacher {
     this.setStatus(`Back to the shipped ${model.name}.`, "idle");
     this.onChange(model);
   }
+
+  /** The selected model changed, or its weights did: Reset is there for fine-tuned weights only. */
+  refresh(model) { this.ui.reset.disabled = !this.summary(model); }
 
   /** The model card's line about fine-tuning, or "" for the shipped weights. */
   describe(model) {

@@ -6,14 +6,13 @@
 // then run on it), a .safetensors download that tinygrad can LOAD=, and a copy kept in this browser.
 
 import { loadDataset } from "./dataset.js";
-import { fit, predict, SIZE } from "./fit.js";
+import { fit, predict } from "./fit.js";
 import { plot } from "./plot.js";
 import { reportFrom, ReportView } from "./report.js";
-import { writeSafetensors, sha256Hex } from "./model_runtime.js";
-import { h } from "./dom.js";
-import { importVerified } from "./verify.js";
+import { openModel, writeSafetensors, sha256Hex } from "./model_runtime.js";
+import { h, paintDigit, drawDigit } from "./dom.js";
+import { folderOf } from "./models.js";
 
-export const TRAINABLE = { mnist_mlp_trainer: "MLP", mnist_convnet_trainer: "CNN" };
 export const LIMITS = { samples: [1000, 60000], epochs: [0.1, 30], lr: [1e-5, 0.1], seed: [0, 2 ** 31 - 1] };
 const HELD_OUT = 1000, EVAL_EVERY = 250;
 const COLORS = { loss: "#6366f1", batch: "#94a3b8", heldOut: "#059669" };
@@ -69,19 +68,10 @@ function buildPanel(panel) {
     accuracy: h("p", { dataset: { testid: "train-accuracy", value: "" }, class: "font-semibold" }),
     use: h("button", { type: "button", class: "tool", dataset: { testid: "train-use" } }, "Use this model"),
     download: h("button", { type: "button", class: "tool", dataset: { testid: "train-download" } }, "Download .safetensors"),
-    report: { summary: h("p", { class: "mt-3 text-sm text-slate-600 dark:text-slate-400" }),
-              confusion: h("div", { role: "group", "aria-label": "Confusion matrix of the model trained here: rows are the true digits, columns what it read",
-                                    class: "grid grid-cols-[1.25rem_repeat(10,minmax(0,1fr))] gap-0.5" }),
-              table: h("tbody"), galleryTitle: h("p", { class: "mt-4 text-sm text-slate-700 dark:text-slate-300", "aria-live": "polite" }),
-              gallery: h("div", { class: "mt-2 flex flex-wrap gap-2" }) },
+    report: h("div", { class: "mt-2" }),
   };
-  const th = (text, align = "text-right") => h("th", { scope: "col", class: `pr-3 ${align}` }, text);
   ui.result = h("div", { hidden: true, class: "mt-4 border-t border-slate-200 pt-4 dark:border-slate-800" },
-    ui.accuracy, h("div", { class: "mt-2 flex flex-wrap gap-2" }, ui.use, ui.download), ui.report.summary,
-    h("div", { class: "mt-2 grid gap-6 lg:grid-cols-[minmax(0,28rem)_1fr]" }, ui.report.confusion,
-      h("div", { class: "min-w-0" }, h("table", { class: "text-sm" }, h("caption", { class: `mb-1 text-left ${note}` }, "Per digit, on the 10 000 test digits"),
-        h("thead", {}, h("tr", { class: note }, th("Digit", "text-left"), th("Precision"), th("Recall"), th("F1"), th("Digits"))), ui.report.table))),
-    ui.report.galleryTitle, ui.report.gallery);
+    ui.accuracy, h("div", { class: "mt-2 flex flex-wrap gap-2" }, ui.use, ui.download), ui.report);
   panel.replaceChildren(
     h("h2", { id: "trainer-title", class: "text-lg font-semibold" }, "Train a network from scratch"),
     h("p", { class: "mt-1 text-sm text-slate-600 dark:text-slate-400" }, "Every layer, from a random start, with the training step tinygrad generated for " +
@@ -102,13 +92,14 @@ function buildPanel(panel) {
 }
 
 export class Trainer {
-  /** `panel`: the (empty) #trainer-panel; `runtime`: the page's ModelRuntime (its GPU device and the backend it picked);
-   *  `onUse(trained)`: "Use this model"; `storage()`: the storage module, as a promise; `drawDigit(pixels)`: a misread
-   *  test digit picked in the report, onto the canvas. */
-  constructor(panel, { runtime, onUse, storage, drawDigit }) {
+  /** `panel`: the (empty) #trainer-panel; `models`: the manifest's trainable models ({ name, label, meta }); `device()`:
+   *  the page's GPUDevice or null; `predictsOn()`: the backend the page predicts on (the default for training);
+   *  `onUse({ entry, custom })`: "Use this model", a model for the page's runtime; `storage()`: the storage module, as
+   *  a promise; `drawDigit(pixels)`: a misread test digit picked in the report, onto the canvas. */
+  constructor(panel, { models, device, predictsOn, onUse, storage, drawDigit }) {
     const ui = buildPanel(panel);
-    Object.assign(this, { ui, runtime, onUse, storage });
-    this.models = new Map();     // name -> { meta, module }
+    Object.assign(this, { ui, entries: models, device, predictsOn, onUse, storage });
+    this.models = new Map();     // name -> { meta, label, base, source }
     this.data = null;
     this.state = "idle";
     this.job = null;             // the training in progress
@@ -119,7 +110,7 @@ export class Trainer {
     ui.use.addEventListener("click", () => this.use().catch((e) => this.fail(e)));
     ui.download.addEventListener("click", () => this.download().catch((e) => this.fail(e)));
     ui.model.addEventListener("change", () => this.showDefaults());
-    this.report = new ReportView(ui.report, drawDigit);
+    this.report = new ReportView(ui.report, drawDigit, { label: "Confusion matrix of the model trained here: rows are the true digits, columns what it read" });
   }
 
   setState(state, text) {
@@ -141,18 +132,8 @@ export class Trainer {
   async open() {
     if (this.opened) return this.opened;
     this.opened = (async () => {
-      this.setState("loading", "Loading the trainable models…");
-      for (const [name, label] of Object.entries(TRAINABLE)) {
-        try {
-          const base = new URL(`../${name}/`, import.meta.url);
-          const response = await fetch(new URL(`${name}.json`, base), { cache: "no-cache" });
-          if (!response.ok) throw new Error(`${name}.json: HTTP ${response.status}`);
-          const meta = await response.json();
-          if (!meta.fit) throw new Error(`${name} was exported without a training step`);
-          this.models.set(name, { meta, base, label });
-        } catch (e) { console.warn("trainer:", e); }
-      }
-      if (!this.models.size) throw new Error("no trainable model could be loaded");
+      for (const { name, label, meta } of this.entries) if (meta.fit) this.models.set(name, { meta, label, base: folderOf(name) });
+      if (!this.models.size) throw new Error("this site has no model to train (models.json lists none)");
       this.ui.model.replaceChildren(...[...this.models].map(([name, { meta, label }]) =>
         Object.assign(document.createElement("option"), { value: name, textContent: `${label}: ${meta.architecture}` })));
       this.showDefaults();
@@ -200,9 +181,8 @@ export class Trainer {
     canvas.height = rows * 29 - 1;
     const image = ctx.createImageData(canvas.width, canvas.height), labels = [];
     for (let k = 0; k < columns * rows; k++) {
-      const pixels = this.data.train.image(k), x0 = (k % columns) * 29, y0 = Math.floor(k / columns) * 29;
+      paintDigit(image, this.data.train.image(k), (k % columns) * 29, Math.floor(k / columns) * 29);
       labels.push(this.data.train.label(k));
-      for (let i = 0; i < SIZE; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], ((y0 + Math.floor(i / 28)) * canvas.width + x0 + (i % 28)) * 4);
     }
     ctx.putImageData(image, 0, 0);
     this.ui.samplesLabels.textContent = `Labels, row by row: ${labels.join(" ")}`;
@@ -220,8 +200,7 @@ export class Trainer {
   backendFor() {
     const choice = this.ui.backend.value;
     if (choice !== "auto") return choice;
-    const predicting = this.runtime.models.get(document.getElementById("model-select").value);
-    return this.runtime.device && predicting?.backend === "webgpu" ? "webgpu" : "wasm";
+    return this.device() && this.predictsOn() === "webgpu" ? "webgpu" : "wasm";
   }
 
   async start() {
@@ -231,7 +210,7 @@ export class Trainer {
                                                seed: this.ui.seed.value.trim() });
     if (error) { this.setState("error", error); return; }
     const name = this.ui.model.value, { meta, base } = this.models.get(name), backend = this.backendFor();
-    if (backend === "webgpu" && !this.runtime.device) { this.setState("error", "WebGPU is not available here: choose WebAssembly."); return; }
+    if (backend === "webgpu" && !this.device()) { this.setState("error", "WebGPU is not available here: choose WebAssembly."); return; }
     this.startData();
     this.ui.result.hidden = true;
     this.setState("loading", "Waiting for the first training digits…");
@@ -244,9 +223,9 @@ export class Trainer {
                                        evalEvery: EVAL_EVERY, readEvery: backend === "webgpu" ? 8 : 1 },
       curves: { loss: [], batch: [], heldOut: [] }, step: 0, total: 0, active: 0, since: performance.now(), stopped: false,
     };
-    const namespace = await this.namespace(name);
+    const source = await this.source(name);
     this.setState("training", `Training the ${this.models.get(name).label} on ${backend === "wasm" ? "WebAssembly (in a worker)" : "WebGPU"}…`);
-    const finished = backend === "wasm" ? this.inWorker(job, namespace) : this.onPage(job, namespace.default);
+    const finished = backend === "wasm" ? this.inWorker(job, source) : this.onPage(job, source);
     const outcome = await finished;
     if (this.job !== job) return;      // closed meanwhile
     this.job = null;
@@ -255,9 +234,9 @@ export class Trainer {
     await this.finish(job, outcome);
   }
 
-  /** WebAssembly: fit_worker.js, given the checked module's plan (it builds the model with the page's own runtime rather
-   *  than import the module a second time, unchecked); resolves with { predictions, weights, steps, stopped }. */
-  inWorker(job, { PLAN, WGSL }) {
+  /** WebAssembly: fit_worker.js, given the model's metadata and its plan, checked here (the worker checks the WebAssembly
+   *  module it downloads against that metadata); resolves with { predictions, weights, steps, stopped }. */
+  inWorker(job, source) {
     const worker = this.worker = new Worker(new URL("./fit_worker.js", import.meta.url), { type: "module" });
     return new Promise((resolve, reject) => {
       worker.onmessage = ({ data: event }) => {
@@ -270,14 +249,14 @@ export class Trainer {
         const d = this.data[split];
         d.labels.forEach((labels, k) => worker.postMessage({ kind: "data", split, labels, images: d.images[k] }));
       }
-      worker.postMessage({ kind: "start", plan: PLAN, wgsl: WGSL, moduleUrl: this.moduleUrl(job.name), contract: { mean: job.meta.mean, std: job.meta.std },
+      worker.postMessage({ kind: "start", meta: source.meta, base: source.folder.href, plan: source.plan, contract: { mean: job.meta.mean, std: job.meta.std },
                            settings: job.settings, testCount: 10000 });
     });
   }
 
   /** WebGPU: the page's device, one step at a time; predictions of the drawing go in between. */
   async onPage(job, model) {
-    const run = await model.load(this.runtime.device, null);
+    const run = await model.load(this.device(), { weights: null });
     job.pause = null;
     const control = { report: (e) => this.progress(job, e), waitIfPaused: () => job.pause?.promise ?? Promise.resolve(), stopped: () => job.stopped };
     const contract = { mean: job.meta.mean, std: job.meta.std };
@@ -330,11 +309,10 @@ export class Trainer {
       shown.append(h("canvas", { width: 28, height: 28, class: "pixelated h-10 w-10 rounded bg-black", role: "img" }));
     }
     wrong.forEach(({ index, label, pred }, k) => {
-      const canvas = shown.children[k], ctx = canvas.getContext("2d"), image = ctx.createImageData(28, 28), pixels = this.data.test.image(index);
+      const canvas = shown.children[k];
       canvas.title = `test digit ${index}: a ${label} read as ${pred}`;
       canvas.setAttribute("aria-label", canvas.title);
-      for (let i = 0; i < SIZE; i++) image.data.set([pixels[i], pixels[i], pixels[i], 255], i * 4);
-      ctx.putImageData(image, 0, 0);
+      drawDigit(canvas, this.data.test.image(index));
     });
   }
 
@@ -408,24 +386,17 @@ export class Trainer {
     } catch (e) { console.warn("trainer: the kept model could not be read", e); }
   }
 
-  /** The trainer model's module (its "fit" step, the weights' names and shapes, its plan), checked and imported once. */
-  namespace(name) {
+  /** The trainer model (the runtime's: its plan checked against its metadata), opened once. */
+  source(name) {
     const entry = this.models.get(name);
-    entry.namespace ??= importVerified(this.moduleUrl(name), entry.meta.files?.module);
-    entry.namespace.catch(() => { entry.namespace = null; });
-    return entry.namespace;
-  }
-
-  async module(name) { return (await this.namespace(name)).default; }
-
-  moduleUrl(name) {
-    const { meta, base } = this.models.get(name);
-    return new URL(`${name}.js?v=${meta.files.module}`, base).href;
+    entry.source ??= openModel(entry.meta, { base: entry.base });
+    entry.source.catch(() => { entry.source = null; });
+    return entry.source;
   }
 
   async safetensors(result) {
-    const { meta } = this.models.get(result.name), module = await this.module(result.name);
-    const tensors = module.weights.map(({ name, shape }) => ({ name, shape, data: result.weights[name] }));
+    const { meta } = this.models.get(result.name), source = await this.source(result.name);
+    const tensors = source.weights.map(({ name, shape }) => ({ name, shape, data: result.weights[name] }));
     // LOAD= reads how the weights were trained from here: the script's knobs, and this training
     return writeSafetensors(tensors, { config: JSON.stringify(meta.config), training: JSON.stringify({
       device: `browser (${result.summary.backend})`, seconds: Math.round(result.summary.seconds * 100) / 100, final_loss: null, page: result.summary }) });
@@ -441,10 +412,17 @@ export class Trainer {
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
   }
 
+  /** The trained network as a model of the page: the trainer's metadata with this training's weights and accuracy. */
   async use() {
     if (!this.result) return;
-    const { meta, base, label } = this.models.get(this.result.name), bytes = await this.safetensors(this.result);
-    await this.onUse({ name: this.result.name, label, meta, base, module: await this.module(this.result.name), result: this.result, bytes,
-                       sha256: await sha256Hex(bytes) });
+    const { meta, base, label } = this.models.get(this.result.name), source = await this.source(this.result.name);
+    const bytes = await this.safetensors(this.result), report = this.result.report;
+    const weights = { name: `${this.result.name}_trained_here.safetensors`, sha256: await sha256Hex(bytes), bytes: bytes.length };
+    await this.onUse({
+      entry: { name: "trained", label: `Trained here (${label})`,
+               meta: { ...meta, test_accuracy: report.accuracy, architecture: `${meta.architecture}, trained here`, files: { ...meta.files, weights },
+                       trained_here: this.result.summary } },
+      custom: { base, plan: source.plan, bytes, report },
+    });
   }
 }
