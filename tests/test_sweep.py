@@ -1,41 +1,131 @@
-"""sweep.py runs end to end and resumes; HYPERPARAMETERS.md is what the committed results generate; the committed
-models' accuracy is what tinygrad computes from their weights."""
-import json, subprocess, sys
+"""sweep.py runs end to end on Ray (a local cluster, and a simulated cluster of two nodes), survives a killed worker,
+resumes after Ctrl-C; HYPERPARAMETERS.md is what the committed results generate and its analysis follows them; the
+committed models' accuracy is what tinygrad computes from their weights."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
 import pytest
 from conftest import ROOT, mnist_dir
-import sweep
+import sweep, sweep_report
 
-def _sweep(*args):
+def _sweep(*args, **env):
   return subprocess.run([sys.executable, str(ROOT / "sweep.py"), *args], capture_output=True, text=True, timeout=900, cwd=ROOT,
-                        env={**__import__("os").environ, "MNIST_DIR": mnist_dir()})
+                        env={**os.environ, "MNIST_DIR": mnist_dir(), **env})
 
-def test_quick_sweep_runs_resumes_and_writes_a_report(tmp_path):
+def _start(*args, **env) -> subprocess.Popen:
+  return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                          env={**os.environ, "MNIST_DIR": mnist_dir(), **env})
+
+def _until(condition, timeout:float, what:str):
+  end = time.monotonic() + timeout
+  while not condition():
+    if time.monotonic() > end: raise TimeoutError(what)
+    time.sleep(0.1)
+
+def _lines(text:str) -> list[str]: return text.replace("\r", "\n").splitlines()
+
+def _worker_of(script:str) -> int|None:
+  """The Ray worker process whose task runs the training script `script` (the script's parent), if any."""
+  for proc in Path("/proc").iterdir():
+    try:
+      if proc.name.isdigit() and script in (proc / "cmdline").read_bytes().decode(errors="replace"):
+        parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        if b"ray::" in Path(f"/proc/{parent}/cmdline").read_bytes(): return parent
+    except (OSError, ValueError, IndexError): continue
+  return None
+
+def test_the_quick_sweep_on_ray_survives_a_bad_run_ctrl_c_and_a_killed_worker_and_writes_a_report(tmp_path):
+  """The quick sweep, end to end on Ray. On a local cluster, with SEED=oops (which breaks the runs that take the seed from
+  the environment; the seeded reruns set their own), each bad run fails once, with the script's one-line error, and the
+  others go on; Ctrl-C once one has finished stops the sweep, keeping it. Resumed on a simulated cluster of two one-core
+  nodes, only what is missing runs; the runs spread over both nodes (the results say which ran what); a Ray worker
+  killed in the middle of a run (its training process dies with it) is retried by Ray, and the sweep completes with every
+  result and writes the report."""
   results, report = tmp_path / "sweep.json", tmp_path / "HYPERPARAMETERS.md"
-  first = _sweep("--quick", "--only", "mnist_mlp", "--results", str(results), "--out", str(report))
-  assert first.returncode == 0, first.stderr[-2000:]
-  assert "4 runs to do, 0 already" in first.stdout                                      # 2 configurations, both again with seed 1
-  second = _sweep("--quick", "--results", str(results), "--out", str(report))          # resumes: only the CNN runs are left
-  assert second.returncode == 0, second.stderr[-2000:]
-  assert "4 runs to do, 4 already" in second.stdout
+  first = _start("--quick", "--only", "mnist_mlp", "--results", str(results), "--out", str(report), SEED="oops")
+  _until(lambda: results.exists() or first.poll() is not None, 600, "no run finished")
+  first.send_signal(signal.SIGINT)                                                     # Ctrl-C once one run is in
+  _, stderr = first.communicate(timeout=120)
+  failed = [l for l in _lines(stderr) if "run failed:" in l]
+  assert len(failed) == 2 and all(l.endswith("exit 2: error: SEED='oops' is not a valid int") for l in failed), stderr[-3000:]
+  assert first.returncode == 1 and "interrupted; the finished runs are in" in _lines(stderr.strip())[-1], stderr[-2000:]
+  kept = json.loads(results.read_text())
+  assert 1 <= len(kept) <= 2 and all(r["env"]["SEED"] == "1" and r["where"]["cpu_threads"] == 1 for r in kept.values())
+
+  os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+  from ray.cluster_utils import Cluster
+  cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+  cluster.add_node(num_cpus=1)
+  try:
+    second = _start("--quick", "--address", cluster.address, "--results", str(results), "--out", str(report))
+    _until(lambda: _worker_of("mnist_convnet.py") or second.poll() is not None, 300, "no CNN run started")
+    os.kill(_worker_of("mnist_convnet.py"), signal.SIGKILL)
+    stdout, stderr = second.communicate(timeout=900)
+  finally: cluster.shutdown()
+  assert second.returncode == 0, stderr[-3000:]
+  assert f"{8 - len(kept)} runs to do, {len(kept)} already" in stdout
   data = json.loads(results.read_text())
   assert len(data) == 8 and all(0 <= r["test_accuracy"] <= 100 and r["loss"] and r["params"] > 0 for r in data.values())
+  resumed = {k: r for k, r in data.items() if k not in kept}
+  assert len({r["where"]["node"] for r in resumed.values()}) == 2, [r["where"] for r in resumed.values()]
+  started = [l.split("started ", 1)[1].split(" on ")[0] for l in _lines(stderr) if "started " in l]
+  assert len(started) == len(resumed) + 1 and len(set(started)) == len(resumed), started   # one run started twice: the killed one
+  assert _worker_of("mnist_convnet.py") is None                                        # no training process left behind
   text = report.read_text()
   assert "## mnist_mlp" in text and "## mnist_convnet" in text and text.count("★") == 2
-  assert "### mnist_mlp: seed noise" in text and "| baseline → one-cycle |" in text
+  assert "### mnist_mlp: seed noise" in text and "| baseline → one-cycle |" in text and "## Analysis" not in text
   for png in ("mnist_mlp_curves.png", "mnist_convnet_curves.png", "mnist_mlp_confusion.png", "mnist_convnet_confusion.png"):
     assert (tmp_path / "results" / png).stat().st_size > 1000
   assert "0 runs to do" in _sweep("--quick", "--results", str(results), "--out", str(report)).stdout
 
+def test_a_gpu_request_where_there_is_none_is_one_line(tmp_path):
+  start = time.monotonic()
+  proc = _sweep("--quick", "--only", "mnist_mlp", "--results", str(tmp_path / "s.json"), "--out", str(tmp_path / "H.md"), DEV="CUDA")
+  assert proc.returncode == 1 and time.monotonic() - start < 120
+  assert proc.stderr.strip().splitlines()[-1].startswith("error: the runs train on a GPU (DEV=CUDA) and ask for 0.25 GPU each, but the Ray cluster has 0 GPUs")
+  assert not (tmp_path / "s.json").exists()
+
+def _key(model, overrides): return sweep.run_key(model, sweep.run_env(model, overrides, False))
+
+def _report(results:dict, out) -> str:
+  sweep_report.write_report(sweep.CONFIGS, results, out, _key, sweep.BASES, sweep.SCRIPTS, sweep.COMPARISONS, sweep.SEEDS, sweep.HIGHLIGHT)
+  return out.read_text()
+
 def test_hyperparameters_md_is_generated_from_the_committed_results(tmp_path):
   results = json.loads((ROOT / "results" / "sweep.json").read_text())
-  out = tmp_path / "HYPERPARAMETERS.md"
-  sweep.write_report(sweep.CONFIGS, results, out, lambda m, o: sweep.run_key(m, sweep.run_env(m, o, False)))
-  assert out.read_text() == (ROOT / "HYPERPARAMETERS.md").read_text()
+  assert _report(results, tmp_path / "HYPERPARAMETERS.md") == (ROOT / "HYPERPARAMETERS.md").read_text()
   for model, rows in sweep.CONFIGS.items():
-    assert sum(sweep.run_key(model, sweep.run_env(model, o, False)) in results for _, o, _ in rows) >= 12
+    assert sum(_key(model, o) in results for _, o, _ in rows) >= 12
+
+def _runs_of(model:str, name:str) -> list[str]:
+  """The result keys of a configuration: its own run and its seeded reruns."""
+  overrides = dict((n, o) for n, o, _ in sweep.CONFIGS[model])[name]
+  return [_key(model, o) for o in [overrides, *({**overrides, "SEED": s} for s in sweep.SEEDS)]]
+
+def test_the_analysis_follows_the_results(tmp_path):
+  """Every comparative word is decided from the results: flip one result in a copy of the results file and the sentence
+  that compares it says the opposite."""
+  results = json.loads((ROOT / "results" / "sweep.json").read_text())
+  text = _report(results, tmp_path / "before.md")
+  assert "A one-cycle schedule (warm-up, then cosine decay to zero) raises the MLP" in text and "for the MLP it is the largest gain" in text
+  assert "a third hidden layer (99.36%) adds little" in text
+  for key in _runs_of("mnist_mlp", "one-cycle"):          # one-cycle, on every seed, now worse than the constant rate
+    if key in results: results[key]["test_accuracy"] = results[key]["test_accuracy"] - 1.0
+  for key in _runs_of("mnist_mlp", "deep wide long"):     # and the third layer clearly worse
+    if key in results: results[key]["test_accuracy"] = results[key]["test_accuracy"] - 0.5
+  text = _report(results, tmp_path / "after.md")
+  assert "A one-cycle schedule (warm-up, then cosine decay to zero) lowers the MLP" in text and "largest gain" not in text
+  assert "a third hidden layer (98.86%) costs accuracy" in text
+
+def test_a_configuration_the_analysis_needs_stops_the_report_with_one_line(tmp_path):
+  results = {k: v for k, v in json.loads((ROOT / "results" / "sweep.json").read_text()).items() if k not in _runs_of("mnist_convnet", "silu")}
+  with pytest.raises(sweep_report.ReportError, match="needs mnist_convnet 'silu'"): _report(results, tmp_path / "HYPERPARAMETERS.md")
+  (tmp_path / "sweep.json").write_text(json.dumps(results))
+  proc = _sweep("--report", "--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "H.md"))
+  assert proc.returncode == 1 and proc.stderr.strip().startswith("error: the analysis needs mnist_convnet 'silu'") and len(proc.stderr.strip().splitlines()) == 1
+  assert not (tmp_path / "H.md").exists()
 
 def test_readme_model_table_matches_the_metadata():
-  assert sweep.readme_model_table() in (ROOT / "README.md").read_text()
+  assert sweep_report.readme_model_table() in (ROOT / "README.md").read_text()
 
 @pytest.mark.parametrize("name, target", [("mnist_mlp", 99.0), ("mnist_convnet", 99.65)])
 def test_committed_models_accuracy_recomputed_with_tinygrad(mnist_test_set, shipped_logits, name, target):
