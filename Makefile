@@ -58,6 +58,7 @@ css:
 	npm run css --silent
 
 bench: deps mnist
+	$(PYTHON) bench/bench_sweep.py $(if $(DEV),,--quick-only)
 	$(PYTHON) bench/bench_train.py
 	$(PYTHON) bench/bench_browser.py
 	$(PYTHON) bench/bench_vs_tfjs.py

@@ -27,7 +27,7 @@ def main():
   report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, headless Chromium", "quick": args.quick, "images": count, "models": {}}
   with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
     site = Path(tmp)
-    for name in MODELS: (site / name).symlink_to(ROOT / "webapp" / name)
+    for name in [*MODELS, "js"]: (site / name).symlink_to(ROOT / "webapp" / name)   # the models, and the runtime that runs them
     (site / "mnist_test_images.bin").write_bytes(x[:count].tobytes())
     with serve(site) as url:
       for name in MODELS:
