@@ -114,6 +114,9 @@ def run_all(todo:list, *, address:str|None=None, gpus_per_run:float=0.25, cpus_p
       for ref in done: _settle(ray, ref, pending.pop(ref), on_result, on_failure)
   except KeyboardInterrupt:
     for ref in pending: ray.cancel(ref, force=True)
+    # Let the cancellations come back before shutting down: a task reply that arrives during shutdown makes Ray's core
+    # worker print a C++ stack trace after our one line (seen under load in CI).
+    if pending: ray.wait(list(pending), num_returns=len(pending), timeout=10)
     raise
   finally: ray.shutdown()
 
