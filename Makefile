@@ -13,7 +13,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # MNIST for tests and training: MNIST_DIR if set, else ../shared/mnist, else downloaded into .data/mnist
 MNIST_DIR ?= $(or $(wildcard $(abspath ../shared/mnist)),$(abspath .data/mnist))
 export MNIST_DIR
-APT_PACKAGES := clang lld libvulkan1 mesa-vulkan-drivers chromium firefox-esr webkit2gtk-driver xvfb
+APT_PACKAGES := clang lld llvm-19 lld-19 libvulkan1 mesa-vulkan-drivers chromium firefox-esr webkit2gtk-driver xvfb
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # pytest-xdist: one test process per core; the tests of one browser engine (Firefox, WebKit) share a process and
@@ -53,6 +53,7 @@ bench-quick:
 	$(PYTHON) bench/bench_train_page.py --quick
 	node bench/bench_gpu.mjs --quick
 	node bench/bench_gpu_train.mjs --quick
+	node --experimental-wasm-relaxed-simd bench/bench_threads.mjs --quick
 
 css:
 	npm run css --silent
@@ -68,3 +69,4 @@ bench: deps mnist
 	$(PYTHON) bench/bench_train_page.py
 	node bench/bench_gpu.mjs
 	node bench/bench_gpu_train.mjs
+	node --experimental-wasm-relaxed-simd bench/bench_threads.mjs

@@ -84,7 +84,7 @@ class _searching:
     self.chosen = {"kernels": {}, "reassociate": {}} if beam else {}
     if not beam: self.on_cpu = self.reassociate = None; return
     from exporter.wasm_search import searching, choose_reassociation
-    self.on_cpu = lambda: searching(beam, recorded.get("kernels", {}), self.chosen["kernels"])
+    self.on_cpu = lambda threads: searching(beam, recorded.get("kernels", {}), self.chosen["kernels"], threads)
     self.reassociate = lambda *wasm: choose_reassociation(*wasm, recorded.get("reassociate", {}), self.chosen["reassociate"])
 
 def _json(data) -> bytes:

@@ -8,19 +8,18 @@
 //
 // --epochs, --lr: instead of the trainer's defaults (its metadata); --models: a folder of exports other than webapp/.
 // Writes bench/gpu_train.json (not with --quick). Without a GPU adapter Dawn can use, it trains on WebAssembly.
-import { readFileSync, writeFileSync } from "node:fs";
-import { gunzipSync } from "node:zlib";
+import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { cpus, arch } from "node:os";
 import { parseArgs } from "node:util";
 import { create, globals } from "webgpu";
+import { WEBAPP, read, loadMnist, trainToAccuracy } from "./node_training.mjs";
 
 const { values: args } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, backend: { type: "string", default: "webgpu" },
                                                 epochs: { type: "string" }, lr: { type: "string" }, seed: { type: "string", default: "1" },
                                                 models: { type: "string" }, json: { type: "string" } } });
-const WEBAPP = new URL("../webapp/", import.meta.url), MODELS = args.models ? new URL(`file://${args.models.replace(/\/?$/, "/")}`) : WEBAPP;
+const MODELS = args.models ? new URL(`file://${args.models.replace(/\/?$/, "/")}`) : WEBAPP;
 const NAMES = args.only ? [args.only] : ["mnist_mlp_trainer", "mnist_convnet_trainer"];
-const read = (url) => { const b = readFileSync(url); return new Uint8Array(b.buffer, b.byteOffset, b.length); };
 
 // what a browser gives a page: the WebGPU globals, navigator.gpu, and fetch for the model files (here on disk)
 Object.assign(globalThis, globals);
@@ -32,17 +31,8 @@ globalThis.fetch = async (url, init) => {
   const bytes = read(new URL(u.pathname, u));
   return { ok: true, status: 200, arrayBuffer: async () => bytes.slice().buffer, json: async () => JSON.parse(new TextDecoder().decode(bytes)) };
 };
-const { fit, predict, Digits } = await import("../webapp/js/fit.js");
-setInterval(() => {}, 1 << 30);   // fit.js yields through a MessageChannel, which alone does not keep Node running
 const { device } = await import("./compare.js");
-
-// MNIST as the page gets it: gzip files of labels then 28x28 images, listed in samples/mnist/index.json
-const data = { train: new Digits(), test: new Digits() };
-const index = JSON.parse(new TextDecoder().decode(read(new URL("samples/mnist/index.json", WEBAPP))));
-for (const entry of index.files) {
-  const raw = gunzipSync(read(new URL(`samples/mnist/${entry.file}`, WEBAPP)));
-  data[entry.split].add(raw.subarray(0, entry.count), raw.subarray(entry.count));
-}
+const data = loadMnist();
 
 const gpu = args.backend === "webgpu" ? await device(navigator.gpu) : null;
 if (args.backend === "webgpu" && !gpu) {
@@ -58,23 +48,10 @@ for (const name of NAMES) {
   const { openModel } = await import("../webapp/js/model_runtime.js");
   const model = await openModel(meta, { base: new URL(`${name}/`, MODELS), fetchFile: async (url) => read(url) });
   const run = await model.load(gpu ? gpu.device : "wasm", { weights: null });
-  const contract = { mean: meta.mean, std: meta.std }, heldOut = [];
   const settings = { samples: args.quick ? 3000 : 60000, epochs: args.quick ? 1 : Number(args.epochs ?? meta.fit.epochs), lr: Number(args.lr ?? meta.fit.lr),
-                     seed: Number(args.seed), schedule: meta.fit.schedule,
-                     heldOut: 1000, evalEvery: 250, readEvery: gpu ? 8 : 1 };
-  let start = performance.now();
-  const control = { report: (e) => {
-    if (e.kind === "started") start = performance.now();
-    if (e.kind === "held-out") heldOut.push({ step: e.step, held_out_accuracy: e.accuracy, seconds: (performance.now() - start) / 1000 });
-  }, waitIfPaused: async () => {}, stopped: () => false };
-  const { steps } = await fit(run, contract, model.fit, data, settings, control);
-  const seconds = (performance.now() - start) / 1000;
-  const { predictions } = await predict(run, contract, data.test, 0, data.test.count);
-  let right = 0;
-  predictions.forEach((p, i) => { right += p === data.test.label(i); });
-  const accuracy = (100 * right) / data.test.count;
-  report.trained[name] = { epochs: settings.epochs, lr: settings.lr, seed: settings.seed, samples: settings.samples, batch: meta.fit.batch, steps, seconds, accuracy,
-                           samples_per_second: (steps * meta.fit.batch) / seconds, time_to_accuracy: heldOut };
+                     seed: Number(args.seed), readEvery: gpu ? 8 : 1 };
+  const result = report.trained[name] = await trainToAccuracy(run, meta, data, settings);
+  const { steps, seconds, accuracy } = result;
   console.log(`${name} on ${args.backend}: ${accuracy.toFixed(2)}% of the 10 000 test digits after ${steps} steps of ${meta.fit.batch} ` +
               `(${settings.epochs} epochs, learning rate ${Number(settings.lr.toPrecision(6))}, seed ${settings.seed}) in ${seconds.toFixed(1)} s of training, ${Math.round((steps * meta.fit.batch) / seconds)} digits/s`);
 }

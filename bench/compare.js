@@ -4,7 +4,7 @@
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
 // with the weights read from the exporter's safetensors file. Used by compare.html in Chromium (bench_vs_tfjs.py) and
 // by bench_gpu.mjs in Node.
-import { parseSafetensors, readSafetensors, openModel } from "../webapp/js/model_runtime.js";
+import { parseSafetensors, readSafetensors, openModel, capabilities } from "../webapp/js/model_runtime.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
 
@@ -77,7 +77,7 @@ export async function device(gpu) {
 /** {model: {backend: {times, logits (first input), error}}} for our two backends, each TF.js backend named, and, given
  *  `ort` (ONNX Runtime Web) and `onnx` ({model: URL of its ONNX graph}), each ORT execution provider in `ortBackends`.
  *  `bytes(url)` reads a file (fetch in a page, the file system in Node); `gpu` is a GPUDevice or null. */
-export async function compare({ names, n, images, tf, gpu, bytes, tfBackends, ort = null, onnx = {}, ortBackends = [] }) {
+export async function compare({ names, n, images, tf, gpu, bytes, tfBackends, ort = null, onnx = {}, ortBackends = [], wasm = { threads: 1, fma: false } }) {
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
@@ -88,7 +88,7 @@ export async function compare({ names, n, images, tf, gpu, bytes, tfBackends, or
     for (const backend of ["webgpu", "wasm"]) {
       try {
         if (backend === "webgpu" && !gpu) throw new Error("no WebGPU adapter");
-        const run = await model.load(backend === "wasm" ? "wasm" : gpu);
+        const run = await model.load(backend === "wasm" ? "wasm" : gpu, wasm);
         result[`ours-${backend}`] = { logits: Array.from(await run(inputs[0])), times: await time(run, inputs, n) };
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
     }
@@ -114,16 +114,25 @@ export async function compare({ names, n, images, tf, gpu, bytes, tfBackends, or
   return results;
 }
 
+/** Every side's WebAssembly on `threads` threads (where the page is cross-origin isolated; else one): ours with FMA
+ *  where the browser has it, as the page runs; TF.js's threaded SIMD build; ORT's threads. What each got. */
+export function wasmThreads(tf, ort, threads) {
+  const n = globalThis.crossOriginIsolated ? threads : 1;
+  tf?.wasm.setThreadsCount(n);
+  if (ort) ort.env.wasm.numThreads = n;
+  return { threads: n, fma: capabilities().fma };
+}
+
 // in the comparison page: TF.js from its script tags, files over HTTP
 if (globalThis.document) {
-  globalThis.compare = async ({ names, n, images, onnx }) => {
+  globalThis.compare = async ({ names, n, images, onnx, threads = 1 }) => {
     const tf = globalThis.tf, ort = globalThis.ort;
     tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
     ort.env.wasm.wasmPaths = new URL("../node_modules/onnxruntime-web/dist/", import.meta.url).href;
-    ort.env.wasm.numThreads = 1;   // as ours: one thread (a page on GitHub Pages cannot share memory between threads)
+    const wasm = wasmThreads(tf, ort, threads);
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
-    return compare({ names, n, images, tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"],
-                     ort, onnx, ortBackends: ["wasm", "webgpu"] });
+    return { wasm, results: await compare({ names, n, images, tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"],
+                                            ort, onnx, ortBackends: ["wasm", "webgpu"], wasm }) };
   };
   globalThis.compareReady = true;
 }

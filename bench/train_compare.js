@@ -2,7 +2,7 @@
 // mode, cross-entropy, backward and Adam, as tinygrad generated them) on our two backends, against TensorFlow.js
 // training the same architecture with its own autodiff and Adam on each of its backends. Used by train_compare.html in
 // Chromium (bench_train_page.py) and by bench_gpu.mjs in Node.
-import { device } from "./compare.js";
+import { device, wasmThreads } from "./compare.js";
 import { openModel } from "../webapp/js/model_runtime.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
@@ -62,7 +62,7 @@ function batches(meta, images, labels, batch, count) {
  *  each trainer model on our backends ("ours-webgpu", "ours-wasm": the loss read back as the page does, every step on
  *  WebAssembly and every 8th on WebGPU) and on each TF.js backend in `tfBackends` (the loss read every 8th step).
  *  `bytes(url)` reads a file; `gpu` is a GPUDevice or null; `images` (u8, 784 per digit) and `labels` (u8) MNIST digits. */
-export async function trainCompare({ names, steps, warmup = 3, images, labels, tf, gpu, bytes, tfBackends }) {
+export async function trainCompare({ names, steps, warmup = 3, images, labels, tf, gpu, bytes, tfBackends, wasm = { threads: 1, fma: false } }) {
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
@@ -84,7 +84,7 @@ export async function trainCompare({ names, steps, warmup = 3, images, labels, t
     for (const backend of ["webgpu", "wasm"]) {
       try {
         if (backend === "webgpu" && !gpu) throw new Error("no WebGPU adapter");
-        const run = await model.load(backend === "wasm" ? "wasm" : gpu, { weights: null });
+        const run = await model.load(backend === "wasm" ? "wasm" : gpu, { weights: null, ...wasm });
         await run.init(1);
         result[`ours-${backend}`] = await timed(async ({ x, y }, read) => (await run.fit(x, y, lr, { read }))?.loss ?? null, backend === "wasm" ? 1 : 8);
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
@@ -115,13 +115,14 @@ export async function trainCompare({ names, steps, warmup = 3, images, labels, t
 
 // in the comparison page: TF.js from its script tags, files over HTTP
 if (globalThis.document) {
-  globalThis.trainCompare = async ({ names, steps, warmup, images, labels }) => {
+  globalThis.trainCompare = async ({ names, steps, warmup, images, labels, threads = 1 }) => {
     const tf = globalThis.tf;
     tf.wasm.setWasmPaths(new URL("../node_modules/@tensorflow/tfjs-backend-wasm/dist/", import.meta.url).href);
+    const wasm = wasmThreads(tf, null, threads);
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
     const decode = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    return trainCompare({ names, steps, warmup, images: decode(images), labels: decode(labels), tf, gpu: (await device(navigator.gpu))?.device ?? null, bytes,
-                         tfBackends: ["webgpu", "webgl", "cpu", "wasm"] });
+    return { wasm, results: await trainCompare({ names, steps, warmup, images: decode(images), labels: decode(labels), tf, gpu: (await device(navigator.gpu))?.device ?? null,
+                                                bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"], wasm }) };
   };
   globalThis.trainCompareReady = true;
 }

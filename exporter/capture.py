@@ -12,8 +12,11 @@ from typing import NamedTuple
 import numpy as np
 from exporter import ExportError
 
-# the tinygrad device whose renderer writes each backend's kernels: WGSL on WEBGPU, C (compiled to wasm) on CPU
-BACKEND_DEVICES = {"webgpu": "WEBGPU", "wasm": "CPU"}
+# Each backend's kernels, by the tinygrad device whose renderer writes them (WGSL on WEBGPU, C compiled to wasm on CPU) and
+# the CPU threads tinygrad may split a kernel over ("threads": the WebAssembly module that runs on several Workers; its
+# kernels take their part's number, core_id, as a last argument).
+THREADS = 16   # the most parts a kernel is split into: a page runs them on as many Workers as it has, up to this
+BACKENDS = {"webgpu": ("WEBGPU", 1), "wasm": ("CPU", 1), "threads": ("CPU", THREADS)}
 
 class Captured(NamedTuple):
   kernels: list[dict]      # unique programs: {function, source}
@@ -21,13 +24,14 @@ class Captured(NamedTuple):
   buffers: list[dict]      # {name, kind: input | output | weight | state | scratch, bytes, dtype (, shape, init)}
 
 def capture(step, inputs:dict[str, np.ndarray], state:dict, extra_state:dict|None=None, on_cpu=None) -> dict[str, Captured]:
-  """What `step(*inputs) -> {name: Tensor}` computes, captured for each backend of BACKEND_DEVICES.
+  """What `step(*inputs) -> {name: Tensor}` computes, captured for each backend of BACKENDS.
 
   `inputs` are example values, in the order `step` takes them; each backend's outputs for them must match what `step`
   gives on the state's own device. `state` names the tensors `step` reads beyond its inputs (the weights). `extra_state`
   names what a step keeps between calls (an optimizer's moments): each must start at one value. A step may change the
   weights and that state: every capture starts from their values as they are now, and leaves them so. `on_cpu()`, if
-  given, is a context entered around the CPU capture (wasm_search.searching: the kernels chosen by timing)."""
+  given, is a context entered around each CPU capture (wasm_search.searching: the kernels chosen by timing); it is called
+  with the capture's thread count."""
   from tinygrad import Tensor
   everything = {**state, **(extra_state or {})}
   home = next(iter(state.values())).device
@@ -37,9 +41,9 @@ def capture(step, inputs:dict[str, np.ndarray], state:dict, extra_state:dict|Non
   originals = {k: v.uop for k, v in everything.items()}
   captured = {}
   try:
-    for backend, device in BACKEND_DEVICES.items():
-      context = on_cpu() if device == "CPU" and on_cpu else contextlib.nullcontext()
-      captured[backend], got = _capture_on(device, step, inputs, state, extra_state or {}, start, context)
+    for backend, (device, threads) in BACKENDS.items():
+      context = on_cpu(threads) if device == "CPU" and on_cpu else contextlib.nullcontext()
+      captured[backend], got = _capture_on(device, threads, step, inputs, state, extra_state or {}, start, context)
       for k, want in expected.items():
         if not np.allclose(got[k], want, atol=1e-3):
           raise ExportError(f"the {device} capture's {k} differs from the model's ({np.abs(got[k] - want).max():.2g})")
@@ -49,7 +53,7 @@ def capture(step, inputs:dict[str, np.ndarray], state:dict, extra_state:dict|Non
     for k, v in everything.items(): v.uop = originals[k]
   return captured
 
-def _capture_on(device:str, step, inputs:dict, state:dict, extra_state:dict, start:dict, context) -> tuple[Captured, dict]:
+def _capture_on(device:str, threads:int, step, inputs:dict, state:dict, extra_state:dict, start:dict, context) -> tuple[Captured, dict]:
   """One device's capture, and its outputs for the example inputs from the `start` values of the weights and state.
   Leaves the tensors on `device` (capture restores them)."""
   from tinygrad import Tensor, TinyJit, Context
@@ -63,10 +67,10 @@ def _capture_on(device:str, step, inputs:dict, state:dict, extra_state:dict, sta
     values = rng.standard_normal(a.shape) if a.dtype.kind == "f" else rng.integers(0, 10, a.shape)
     return Tensor(values.astype(a.dtype), device=device).realize()
   # capture even when the user trains with JIT=0; JIT=2 keeps kernels as single calls, never batched into a graph; no
-  # memory planner, so every buffer is whole (the planner packs scratch into views of a shared one). One CPU thread: the
-  # WebAssembly module runs each kernel once, in order. BEAM on the CPU is wasm_search's to set.
+  # memory planner, so every buffer is whole (the planner packs scratch into views of a shared one). BEAM on the CPU is
+  # wasm_search's to set.
   beam = {"BEAM": 0} if device == "CPU" else {}
-  with Context(JIT=2, NUM_CPU_THREADS=1, NO_MEMORY_PLANNER=1, **beam), context:
+  with Context(JIT=2, NUM_CPU_THREADS=threads, NO_MEMORY_PLANNER=1, **beam), context:
     for _ in range(3): outs = jitted(*(random_like(a) for a in inputs.values()))   # captured on the second call
     # the calls above may have changed the weights and state (a training step): back to where the model's own step began
     for k, v in everything.items():
@@ -86,23 +90,31 @@ def _read(captured, device:str, input_names:list[str], buffers:"_Buffers") -> Ca
     if call.op is not Ops.CALL: continue
     if call.src[0].op not in {Ops.SINK, Ops.PROGRAM}: raise ExportError(f"the captured step has a {call.src[0].op} step, not a kernel")
     prg = to_program(call.src[0], Device[device].renderer)
-    info, source = prg.arg, next(s.arg for s in prg.src if s.op is Ops.SOURCE)
-    _check_kernel(device, info, source)
+    info, source = prg.arg, _source(prg)
+    parts = _check_kernel(device, info, source)
     if source not in index_of:
       index_of[source] = len(kernels)
-      kernels.append({"function": info.function_name, "source": source})
+      kernels.append({"function": info.function_name, "source": source, "parts": parts})
     dispatches.append({"kernel": index_of[source], "buffers": [buffers.index(u, input_names) for u in get_call_arg_uops(call)],
                        "workgroups": [int(g) for g in info.global_size]})
   if missing := set(buffers.outputs) - {b["name"] for b in buffers.table if b["kind"] == "output"}:
     raise ExportError(f"no kernel writes {', '.join(sorted(missing))}")
   return Captured(kernels, dispatches, buffers.table)
 
-def _check_kernel(device:str, info, source:str):
-  """Only what both backends can run exports: static shapes, float32, every kernel on the device being captured."""
-  if info.vars: raise ExportError(f"a {device} kernel takes runtime variables ({', '.join(v.arg.name for v in info.vars)}); only static shapes export")
+def _source(prg) -> str:
+  from tinygrad.uop.ops import Ops
+  return next(s.arg for s in prg.src if s.op is Ops.SOURCE)
+
+def _check_kernel(device:str, info, source:str) -> int:
+  """Only what both backends can run exports: static shapes, float32, every kernel on the device being captured. Returns
+  how many parts a CPU kernel is split into (its last argument, core_id, says which part to run)."""
+  threaded = [v for v in info.vars if v.arg.name == "core_id"]
+  if others := [v for v in info.vars if v.arg.name != "core_id"]:
+    raise ExportError(f"a {device} kernel takes runtime variables ({', '.join(v.arg.name for v in others)}); only static shapes export")
   if "enable f16" in source or "__fp16" in source: raise ExportError("a kernel needs float16; export a float32 model")
   if ("@compute" in source) != (device == "WEBGPU"):
     raise ExportError(f"the step runs kernel {info.function_name} on another device than {device} (a tensor not among the exported ones?)")
+  return int(info.global_size[0]) if threaded else 1
 
 class _Buffers:
   """Each distinct buffer of a capture once, classified: an input (a PARAM of the JIT), an output, a named weight,

@@ -8,8 +8,9 @@ from exporter import ExportError
 
 MANIFEST = "models.json"
 # a model's files by their key in the metadata's "files" -> the suffix of their name
-SUFFIXES = {"plan": "plan.json", "weights": "safetensors", "wasm": "wasm", "extras_wasm": "extras.wasm", "wgsl": "wgsl.json",
-            "extras_wgsl": "extras.wgsl.json", "report": "report.json"}
+SUFFIXES = {"plan": "plan.json", "weights": "safetensors", "wasm": "wasm", "extras_wasm": "extras.wasm", "wasm_fma": "fma.wasm",
+            "extras_wasm_fma": "extras.fma.wasm", "threads_wasm": "threads.wasm", "threads_wasm_fma": "threads.fma.wasm",
+            "wgsl": "wgsl.json", "extras_wgsl": "extras.wgsl.json", "report": "report.json"}
 
 def write_export(out_dir:Path, name:str, files:dict[str, bytes], meta:dict, label:str, role:str, schedules:dict|None=None) -> Path:
   """`files` (by key) and the metadata, which gets each file's name, SHA-256 and size (the page asks for a file by its

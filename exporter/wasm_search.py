@@ -12,6 +12,9 @@ from exporter.wasm import ALIGN, compile_wasm, named, reassociating, layout
 
 # kernels quicker than this with tinygrad's own choice are not searched: a search costs minutes, and they cost no time
 FLOOR_US = 20
+# kernels quicker than this on one thread stay whole in the threaded module: splitting one costs a barrier between the
+# Workers, about 10 µs in V8 (bench: the threaded runtime's empty program), which they would not win back
+THREAD_FLOOR_US = 40
 # a kernel is reassociated only where it pays this much: a sum in another order differs in its last bits (the tests hold
 # both backends to tinygrad within their tolerances)
 REASSOCIATE_GAIN = 0.85
@@ -46,10 +49,10 @@ class Timer:
     try: self.proc = subprocess.Popen(["node", "--no-liftoff", "--input-type=module", "-e", TIMER_JS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     except FileNotFoundError: raise ExportError("timing the WebAssembly kernels needs Node.js (node) on PATH") from None
 
-  def microseconds(self, source:str, function:str, buffers:list[tuple[int, str]]) -> tuple[float, float]:
+  def microseconds(self, source:str, function:str, buffers:list[tuple[int, str]], split:bool=False) -> tuple[float, float]:
     """One kernel's time in µs as rendered and as reassociating: `source` its C, `buffers` (bytes, dtype name) of its
-    arguments in order."""
-    self.proc.stdin.write(json.dumps({"wasm": base64.b64encode(compile_wasm(harness(source, function, buffers))).decode()}) + "\n")
+    arguments in order; `split`: a kernel split into parts, timed on its first part."""
+    self.proc.stdin.write(json.dumps({"wasm": base64.b64encode(compile_wasm(harness(source, function, buffers, split))).decode()}) + "\n")
     self.proc.stdin.flush()
     reply = json.loads(self.proc.stdout.readline() or '{"error": "the Node timer exited"}')
     if "error" in reply: raise RuntimeError(f"{function} did not run as WebAssembly: {reply['error']}")
@@ -59,16 +62,17 @@ class Timer:
     self.proc.stdin.close()
     self.proc.wait(30)
 
-def harness(source:str, function:str, buffers:list[tuple[int, str]]) -> str:
+def harness(source:str, function:str, buffers:list[tuple[int, str]], split:bool=False) -> str:
   """A module that runs one kernel: its buffers in a static arena, fill() giving them varied values (small integers for
-  integer buffers, which may index), bench(n) calling the kernel n times, bench_reassociated(n) its reassociating copy."""
+  integer buffers, which may index), bench(n) calling the kernel n times, bench_reassociated(n) its reassociating copy
+  (a kernel split into parts: its part 0)."""
   offsets, end = layout([nbytes for nbytes, _ in buffers])
   fills = []
   for (nbytes, dtype), at in zip(buffers, offsets):
     kind, size = ("float", 4) if dtype == "float" else ("int", 4) if dtype in ("int", "uint") else ("unsigned char", 1)
     value = "(float)((s >> 9) & 0xffff) / 32768.0f - 1.0f" if kind == "float" else "(s >> 9) % 10"
     fills.append(f"  for (int i = 0; i < {nbytes // size}; i++) {{ s = s * 1103515245u + 12345u; (({kind}*)(arena + {at}))[i] = {value}; }}")
-  args = ", ".join(f"(void*)(arena + {o})" for o in offsets)
+  args = ", ".join([*(f"(void*)(arena + {o})" for o in offsets), *(["0"] if split else [])])
   plain = named(source, function, "kernel_under_test")
   return "\n".join([plain, reassociating(plain.replace("kernel_under_test(", "kernel_reassociated(", 1), "kernel_reassociated"),
                     f"static unsigned char arena[{end}] __attribute__((aligned({ALIGN})));",
@@ -83,13 +87,30 @@ def _source_of(prg) -> str:
   from tinygrad.uop.ops import Ops
   return next(u.arg for u in prg.src if u.op is Ops.SOURCE)
 
+def _split(k, parts:int):
+  """The kernel `k` split over up to `parts` threads on its first axis that divides (tinygrad's own rule, as its heuristic
+  applies it): at least 128K operations a part."""
+  from tinygrad.codegen.opt import Opt, OptOps, KernelOptError
+  from tinygrad.uop.ops import AxisType, resolve
+  from tinygrad.helpers import prod
+  for threads in [n for n in (32, 16, 12, 8, 6, 5, 4, 3, 2) if n <= parts]:
+    if resolve(prod(k.full_shape) // (128 << 10) < threads): continue
+    for axis in k.axes_of(AxisType.WEAK):
+      if k.full_shape[axis] % threads == 0:
+        try: k.apply_opt(Opt(OptOps.THREAD, axis, threads))
+        except KernelOptError: pass
+        break
+    if k.applied_opts and k.applied_opts[-1].op is OptOps.THREAD: break
+  return k
+
 @contextlib.contextmanager
-def searching(beam:int, recorded:dict, chosen:dict):
+def searching(beam:int, recorded:dict, chosen:dict, threads:int=1):
   """Entered around the CPU capture: every kernel's schedule is picked by tinygrad's BEAM search of width `beam` with
   its candidates timed as WebAssembly (Timer), the better of plain and reassociating counting, and kept only where it
   beats tinygrad's own choice (hand_coded_optimizations), also timed as WebAssembly. A kernel whose AST has a schedule
   in `recorded` ({ast key: {"opts"}}) takes it without a search; every kernel's choice is put in `chosen` (name, opts,
-  µs, and tinygrad's own choice's µs)."""
+  µs, and tinygrad's own choice's µs). With `threads` > 1 (the threaded module's capture, after the plain one) each kernel
+  takes the schedule chosen for one thread, split over the threads where that one took THREAD_FLOOR_US or more."""
   from dataclasses import replace
   from tinygrad import Context
   import tinygrad.codegen.opt.search as search
@@ -112,11 +133,12 @@ def searching(beam:int, recorded:dict, chosen:dict):
 
   def beam_search(s, rawbufs, var_vals, amt, allow_test_size=True, disable_cache=False):
     key = s.ast.key.hex()
-    if key in recorded:
+    if (known := recorded.get(key) or chosen.get(key)) is not None:
       out = s.copy()
-      for op, axis, arg in recorded[key]["opts"]: out.apply_opt(Opt(OptOps[op], axis, tuple(arg) if isinstance(arg, list) else arg))
-      chosen[key] = recorded[key]
-      return out
+      for op, axis, arg in known["opts"]: out.apply_opt(Opt(OptOps[op], axis, tuple(arg) if isinstance(arg, list) else arg))
+      chosen[key] = known
+      return _split(out, threads) if threads > 1 and known["us"] >= THREAD_FLOOR_US else out
+    if threads > 1: return hand_coded_optimizations(s.copy())   # a kernel the one-thread capture did not have: tinygrad's own
     own = hand_coded_optimizations(s.copy())
     best, best_us = own, (own_us := timed(own))
     if own_us >= FLOOR_US:
@@ -149,8 +171,9 @@ def choose_reassociation(kernels:list[dict], buffers:list[dict], programs:dict[s
       key = hashlib.sha256(k["source"].encode()).hexdigest()[:16]
       if key not in recorded:
         timer = timer or Timer()
-        plain, summed = timer.microseconds(k["source"], k["function"], [(buffers[b]["bytes"], buffers[b]["dtype"]) for b in d["buffers"]])
-        recorded[key] = {"name": k["function"], "reassociate": plain >= FLOOR_US and summed < REASSOCIATE_GAIN * plain,
+        parts = k.get("parts", 1)
+        plain, summed = timer.microseconds(k["source"], k["function"], [(buffers[b]["bytes"], buffers[b]["dtype"]) for b in d["buffers"]], parts > 1)
+        recorded[key] = {"name": k["function"], "reassociate": plain * parts >= FLOOR_US and summed < REASSOCIATE_GAIN * plain,
                          "us": round(plain, 2), "reassociated_us": round(summed, 2)}
         if recorded[key]["reassociate"]: print(f"wasm reassociate: {k['function']}: {plain:.0f} -> {summed:.0f} us", file=sys.stderr, flush=True)
       chosen[key] = recorded[key]

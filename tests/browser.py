@@ -20,23 +20,38 @@ class _Server(http.server.ThreadingHTTPServer):
 class Server:
   """What the test server saw and how it misbehaves: `requests` lists every GET path (no query); a file named in
   `break_after` is sent with its full Content-Length but only that many bytes before the connection is closed (once,
-  for a name also in `break_once`); a file named in `bad` is answered with other bytes: "flipped" (its own, one byte
+  for a name also in `break_once`); a file named in `bad` (or a name with its query: that URL only) is answered with other bytes: "flipped" (its own, one byte
   changed, status 200), "html" (an error page with status 200, as a proxy or a captive portal sends) or "500" (a server
   error); while `offline` is set, every request is dropped unanswered (as if the network were gone: in any browser
   engine)."""
   def __init__(self): self.requests, self.break_after, self.break_once, self.bad, self.offline = [], {}, set(), {}, False
 
+# What GitHub Pages compresses (gzip, by type): text and WebAssembly; not the weights (application/octet-stream)
+COMPRESSED = {".html", ".js", ".mjs", ".json", ".css", ".svg", ".wasm", ".txt", ".md"}
+
 @contextlib.contextmanager
-def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Server|None=None):
-  """Serve `folder` at http://127.0.0.1:PORT{mount}; yields the base URL (ending in '/'). `cache_control` "max-age=600"
-  answers like GitHub Pages."""
-  mount, seen = "/" + mount.strip("/"), server or Server()
+def serve_like_pages(folder:Path, mounts:tuple=("/repo/",), server:Server|None=None):
+  """As GitHub Pages serves a project site: under a subpath, gzip for text and WebAssembly, `max-age=600`, no custom
+  headers. Several `mounts` serve the same folder on one origin (a site and its fork). Yields the first mount's URL."""
+  with serve(folder, mount=mounts, cache_control="max-age=600", server=server, gzip=True) as url: yield url
+
+@contextlib.contextmanager
+def serve(folder:Path, mount:str|tuple="/", cache_control:str="no-store", server:Server|None=None, isolate:bool=False, gzip:bool=False):
+  """Serve `folder` at http://127.0.0.1:PORT{mount} (or at each of several mounts); yields the (first) base URL, ending in
+  '/'. `cache_control` "max-age=600" and `gzip` answer like GitHub Pages. `isolate`: with the COOP/COEP headers that make
+  a page cross-origin isolated (as the app's service worker adds them on every visit after the first), for benchmarks of
+  WebAssembly on threads."""
+  mounts, seen = ["/" + m.strip("/") for m in ((mount,) if isinstance(mount, str) else mount)], server or Server()
+  mount = mounts[0]
+  packed = {}
   class Handler(_QuietHandler):
     def translate_path(self, path):
-      if mount != "/" and not path.startswith(mount + "/"): return str(Path(folder) / "__not_found__")
-      return super().translate_path(path[len(mount):] if mount != "/" else path)
+      if "/" in mounts: return super().translate_path(path)
+      at = next((m for m in mounts if path.startswith(m + "/")), None)
+      return super().translate_path(path[len(at):]) if at else str(Path(folder) / "__not_found__")
     def end_headers(self):
       self.send_header("Cache-Control", cache_control)
+      if isolate: self.send_header("Cross-Origin-Opener-Policy", "same-origin"); self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
       http.server.SimpleHTTPRequestHandler.end_headers(self)
     def do_GET(self):
       if seen.offline:
@@ -47,12 +62,17 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
       if path.endswith("/__blank.html"): return self.page(b'<!doctype html><meta charset="utf-8"><title>blank</title>')
       seen.requests.append(path)
       name = path.rsplit("/", 1)[-1]
+      if self.path.rsplit("/", 1)[-1] in seen.bad: name = self.path.rsplit("/", 1)[-1]   # "x.js?thread": that URL only
       if name in seen.bad:
         data = Path(self.translate_path(path)).read_bytes()
         data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1:] if seen.bad[name] == "flipped" \
           else b"<!doctype html><title>502</title><p>Bad gateway</p>"
         return self.send_error(500) if seen.bad[name] == "500" else self.page(data)
       limit = seen.break_after.pop(name, None) if name in seen.break_once else seen.break_after.get(name)
+      file = Path(self.translate_path(path))
+      file = file / "index.html" if path.endswith("/") else file
+      if limit is None and gzip and "gzip" in self.headers.get("Accept-Encoding", "") and file.suffix in COMPRESSED:
+        return self.gzipped(file)
       if limit is None: return super().do_GET()
       data = Path(self.translate_path(path)).read_bytes()
       self.send_response(200)
@@ -61,6 +81,19 @@ def serve(folder:Path, mount:str="/", cache_control:str="no-store", server:Serve
       self.wfile.write(data[:limit])
       self.wfile.flush()
       self.close_connection = True
+    def gzipped(self, file:Path):
+      if not file.is_file(): return self.send_error(404)
+      import gzip as gz
+      key = (file, file.stat().st_mtime_ns, file.stat().st_size)   # a file rewritten by a test is packed again
+      if key not in packed: packed[key] = gz.compress(file.read_bytes(), compresslevel=6, mtime=0)
+      self.send_response(200)
+      self.send_header("Content-Type", self.guess_type(str(file)))
+      self.send_header("Content-Encoding", "gzip")
+      self.send_header("Vary", "Accept-Encoding")
+      self.send_header("Content-Length", str(len(packed[key])))
+      self.send_header("Last-Modified", self.date_time_string(int(file.stat().st_mtime)))
+      self.end_headers()
+      self.wfile.write(packed[key])
     def viewport_page(self):
       """The page next to this one in an iframe of ?w= x ?h= CSS px: a viewport smaller than a browser's window can be
       (WebKitGTK's MiniBrowser is at least 447 px wide). Same origin, so the page works in it as it does on its own."""

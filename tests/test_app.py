@@ -210,7 +210,10 @@ def test_without_webgpu_the_page_says_so_and_runs_on_webassembly(app, no_webgpu_
   page = open_app(no_webgpu_browser, url)
   page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
   assert page.locator("#no-webgpu").is_visible() and "WebAssembly" in page.locator("#no-webgpu").text_content()
+  # a first visit is not cross-origin isolated: one thread, and the page says why; Chromium validates relaxed SIMD
   assert page.get_by_test_id("status").text_content() == "Ready · WebAssembly"
+  assert "Running on WebAssembly · 1 thread · FMA" in page.get_by_test_id("backend").text_content()
+  assert "one thread: the page is not cross-origin isolated" in page.get_by_test_id("backend").text_content()
   assert "WebGPU unavailable" in page.get_by_test_id("backend").text_content()
   assert "(unavailable)" in page.locator("#backend-select option[value=webgpu]").text_content()
   page.get_by_test_id("backend-select").select_option("webgpu")             # asking for it cannot break the page

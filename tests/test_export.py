@@ -34,7 +34,9 @@ def test_export_files_and_metadata(quick_exports, name):
   meta = json.loads((folder / f"{name}.json").read_text())
   assert sorted(p.name for p in folder.iterdir()) == sorted([f"{name}.json", *(f["name"] for f in meta["files"].values()),
                                                               *([meta["wasm_schedules"]] if meta.get("wasm_schedules") else [])])
-  assert set(meta["files"]) == {"plan", "weights", "wasm", "extras_wasm", "wgsl", "extras_wgsl", "report"}
+  # each WebAssembly module also built with relaxed SIMD (FMA), and every program in one threaded module, both ways
+  assert set(meta["files"]) == {"plan", "weights", "wasm", "extras_wasm", "wasm_fma", "extras_wasm_fma", "threads_wasm", "threads_wasm_fma",
+                                "wgsl", "extras_wgsl", "report"}
   assert not list(folder.glob("*.js")) and not list(folder.glob("*.mjs"))            # data, not code
   assert meta["test_accuracy"] == metrics["test_accuracy"] and meta["mean"] == MEAN and meta["std"] == STD
   assert meta["input_shape"] == [1, 1, 28, 28] and meta["tinygrad_version"] == "0.14.0"
@@ -82,10 +84,13 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   for module in wasm["modules"]:
     spans = sorted((o, o + b["bytes"]) for b, o in zip(wasm["buffers"], module["offsets"]) if o is not None)
     assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(o % 16 == 0 for o, _ in spans)
-  base, extras = wasm["modules"]
-  assert base["file"] == "wasm" and extras["file"] == "extras_wasm" and "forward" in base["programs"]
+  base, base_fma, extras, extras_fma = wasm["modules"]
+  assert [m["file"] for m in wasm["modules"]] == ["wasm", "wasm_fma", "extras_wasm", "extras_wasm_fma"] and "forward" in base["programs"]
+  assert base["programs"] == base_fma["programs"] and extras["programs"] == extras_fma["programs"] and base["offsets"] == base_fma["offsets"]
   # the training step comes on demand: its kernels are in the extras files, not in what a first visit loads
   assert "train" not in base["programs"] and set(extras["programs"]) == set(wasm["programs"])
+  threads = plan["threads"]                                                # one module with every program, for Workers
+  assert [m["file"] for m in threads["modules"]] == ["threads_wasm", "threads_wasm_fma"] and set(threads["programs"]) == set(wasm["programs"])
   in_forward = {d["kernel"] for d in webgpu["programs"]["forward"]}
   assert all(k["file"] == ("wgsl" if i in in_forward else "extras_wgsl") for i, k in enumerate(webgpu["kernels"]))
   wgsl = json.loads((folder / f"{name}.wgsl.json").read_text())

@@ -35,7 +35,7 @@ def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progres
   assert page.get_by_test_id("status").text_content().startswith("Downloading the MLP")
   bar = page.locator("[data-testid=download-mnist_mlp] progress")
   meta = json.loads((WEBAPP / "mnist_mlp" / "mnist_mlp.json").read_text())
-  assert float(bar.get_attribute("max")) == sum(meta["files"][key]["bytes"] for key in ("plan", "weights", "wasm"))
+  assert float(bar.get_attribute("max")) == sum(meta["files"][key]["bytes"] for key in ("plan", "weights", "wasm_fma"))   # Chromium: FMA, one thread
   assert bar.get_attribute("aria-label") and page.get_by_test_id("downloads").is_visible()
   page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
   wait_settled(page)

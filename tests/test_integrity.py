@@ -219,7 +219,7 @@ def test_ten_thousand_predictions_keep_memory_bounded(chromium_no_webgpu, app_ur
   page.close()
 
 @pytest.mark.parametrize("file, bad", [("mnist_mlp.plan.json", "500"), ("mnist_mlp.plan.json", "html"), ("mnist_mlp.plan.json", "flipped"),
-                                       ("mnist_mlp.wasm", "flipped"), ("mnist_mlp.safetensors", "500")])
+                                       ("mnist_mlp.fma.wasm", "flipped"), ("mnist_mlp.safetensors", "500")])   # Chromium runs the FMA build
 def test_every_file_of_a_model_that_fails_is_named_offers_retry_and_loads_when_the_server_recovers(app, file, bad):
   server = Server()
   server.bad[file] = bad

@@ -12,6 +12,11 @@
 //
 // One origin, many sites: the cache is named by this site's path (its scope), as every setting and database of the page
 // is (js/settings.js), and activating deletes only this site's caches of other versions.
+//
+// Cross-origin isolation: a page may share memory between Workers (WebAssembly on several threads) only when it is
+// cross-origin isolated, which takes two response headers GitHub Pages cannot send. This worker adds them to everything it
+// serves (the page, its modules, its Workers' scripts; all of it is same-origin, so requiring that costs nothing), so that
+// every visit after the first is isolated. The first visit is not, and runs on one thread: it never reloads itself.
 const SITE = new URL("./", self.location.href).pathname;
 const VERSION = "mnist-app-v2";   // the cache's format: a new one starts empty and the old one is deleted on activate
 const CACHE = `${VERSION}@${SITE}`;   // OFFLINE_CACHE in js/models.js (siteName("mnist-app-v2"): a test keeps them equal)
@@ -109,7 +114,18 @@ async function dropOldCaches() {
 self.addEventListener("install", (event) => event.waitUntil(precache().then(() => self.skipWaiting())));
 self.addEventListener("activate", (event) => event.waitUntil(dropOldCaches().then(() => self.clients.claim())));
 
-async function respond(request) {
+const ISOLATION = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",
+                    "Cross-Origin-Resource-Policy": "same-origin" };
+
+/** `response` with the isolation headers (a copy: a fetched or cached response's own headers are immutable). */
+function isolated(response) {
+  if (response.type === "opaque" || response.type === "opaqueredirect" || response.status === 0) return response;
+  const headers = new Headers(response.headers);
+  for (const [k, v] of Object.entries(ISOLATION)) headers.set(k, v);
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
+async function fromCacheOrNetwork(request) {
   const cache = await caches.open(CACHE);
   if (isVersioned(request.url)) {
     const hit = await verifiedHit(cache, request);
@@ -120,11 +136,14 @@ async function respond(request) {
     if (response.ok && response.type === "basic") await store(cache, request, response.clone());
     return response;
   } catch (error) {
-    const hit = isVersioned(request.url) ? await verifiedHit(cache, request) : await cache.match(request);
+    // an unversioned file's query does not change its bytes (the runtime loads itself as a Worker as model_runtime.js?thread)
+    const hit = isVersioned(request.url) ? await verifiedHit(cache, request) : await cache.match(request, { ignoreSearch: true });
     if (hit) return hit;
     throw error;
   }
 }
+
+const respond = (request) => fromCacheOrNetwork(request).then(isolated);
 
 self.addEventListener("fetch", (event) => {
   if (event.request.method !== "GET" || new URL(event.request.url).origin !== self.location.origin) return;

@@ -28,9 +28,11 @@ onmessage = ({ data: message }) => {
 };
 
 // the WebAssembly module it downloads is checked against the metadata, as on the page
-async function start({ meta, base, plan, contract, settings, testCount }) {
+async function start({ meta, base, plan, contract, settings, testCount, wasm }) {
   const model = await openModel(meta, { base, plan });
-  const run = await model.load("wasm", { weights: null });   // none: run.init draws them
+  // no weights (run.init draws them); the page's threads and relaxed SIMD, or one thread, with a word why
+  const run = await model.load("wasm", { weights: null, ...wasm, onThreadsLost: (why) => postMessage({ kind: "threads-lost", why }) });
+  postMessage({ kind: "wasm", threads: run.wasm.threads, fma: run.wasm.fma });
   const result = await fit(run, contract, model.fit, data, settings, control);
   // the whole test set, once it has all arrived
   while (data.test.count < testCount) await new Promise((resolve) => { testArrived = resolve; });

@@ -3,7 +3,7 @@
 import { DrawingPad, INK_SIZE } from "./drawing.js";
 import { preprocess, fromMnist } from "./preprocess.js";
 import { ProbabilityChart } from "./chart.js";
-import { ModelRuntime, BACKEND_NAMES, median, readManifest } from "./models.js";
+import { ModelRuntime, BACKEND_NAMES, median, readManifest, wasmSettings } from "./models.js";
 import { Teacher } from "./teach.js";
 import { sampleFile } from "./samples.js";
 import { remember, remembered } from "./settings.js";
@@ -69,7 +69,17 @@ function describeModels() {
   ui.modelInfo.classList.toggle("text-red-700", Boolean(m.error));
 }
 
-const backendLabel = (m) => BACKEND_NAMES[m.backend] + (m.backend === "webgpu" ? ` · ${runtime.adapterName}` : "");
+/** The backend in use, as the backend line says it: WebGPU and the adapter, or WebAssembly, its threads and whether it
+ *  runs relaxed SIMD's fused multiply-add; `short` (the status, one line on a phone): only threads, where there are several. */
+function backendLabel(m, short = false) {
+  if (m.backend === "webgpu") return `WebGPU · ${runtime.adapterName}`;
+  const wasm = m.backends.get("wasm")?.run.wasm;
+  if (!wasm || (short && wasm.threads === 1)) return BACKEND_NAMES[m.backend];
+  return `WebAssembly · ${wasm.threads} thread${wasm.threads === 1 ? "" : "s"}${wasm.fma && !short ? " · FMA" : ""}`;
+}
+
+/** Why WebAssembly runs on one thread, where it does. */
+const oneThreadWhy = (m) => m.threadsLost ? `one thread: ${m.threadsLost}` : m.wasm.why ? `one thread: ${m.wasm.why}` : "";
 const ms = (x) => `${x < 10 ? x.toFixed(2) : x.toFixed(1)} ms`;
 
 // which backend runs the selected model, why, and how fast each one was when timed during warm-up
@@ -85,8 +95,10 @@ function describeBackends() {
   const timed = [...m.backends.entries()].filter(([, b]) => Number.isFinite(b.ms)).map(([k, b]) => `${BACKEND_NAMES[k]} ${ms(b.ms)}`);
   const missing = [...m.backendErrors.entries()].map(([k, why]) => `${BACKEND_NAMES[k]} unavailable: ${why}`);
   const reason = runtime.preference === m.backend ? "your choice" : !runtime.settled ? "first ready" : m.backends.size > 1 ? "fastest here" : "the one available";
+  const why = m.backend === "wasm" ? oneThreadWhy(m) : "";
   ui.backendInfo.textContent = `Running on ${backendLabel(m)} (${reason})` + (timed.length ? ` · warm run: ${timed.join(", ")}` : "") +
-    (missing.length ? ` · ${missing.join("; ")}` : "");
+    (why ? ` · ${why}` : "") + (missing.length ? ` · ${missing.join("; ")}` : "");
+  document.body.dataset.threads = String(m.backends.get("wasm")?.run.wasm?.threads ?? "");
 }
 
 function updateReadiness() {
@@ -99,7 +111,7 @@ function updateReadiness() {
   document.body.dataset.finetuned = String(ready && Boolean(teacher.summary(m)));
   teacher.refresh(m);
   if (m.error) { setStatus(`Error: ${m.name} failed to load`, "error"); clearAnswer(); }
-  else if (ready) setStatus(`Ready · ${backendLabel(m)}`, "ok");
+  else if (ready) setStatus(`Ready · ${backendLabel(m, true)}`, "ok");
   else if (m.progress.active && m.progress.total) setStatus(`Downloading the ${m.label}… ${percent(m.progress)}%`);
   else setStatus("Loading models…");
   ui.noWebGPU.hidden = !runtime.gpuError;   // as soon as it is known, so that it moves the page early rather than mid-drawing
@@ -298,7 +310,7 @@ const trainerPanel = $("trainer-panel");
 async function openTrainer() {
   const [{ train }, { Trainer }] = await Promise.all([manifest, import("./trainer.js")]);
   trainer ??= new Trainer(trainerPanel, {
-    models: train, device: () => runtime.device, predictsOn: () => selected()?.backend, onUse: useTrained,
+    models: train, device: () => runtime.device, predictsOn: () => selected()?.backend, wasm: wasmSettings(), onUse: useTrained,
     storage: () => import("./storage.js"), drawDigit: (pixels) => pad.drawImage(pixels) });
   return trainer;
 }

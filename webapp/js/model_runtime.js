@@ -321,6 +321,26 @@ const SIMD_PROBE = Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1,
                                  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 253, 27, 0, 11);
 export const hasSimd = () => { try { return WebAssembly.validate(SIMD_PROBE); } catch { return false; } };
 
+// the smallest module that uses relaxed SIMD's fused multiply-add (three v128.const, f32x4.relaxed_madd): a browser that
+// validates it runs the models' .fma.wasm builds (Chromium today; Firefox and Safari do not have relaxed SIMD)
+const RELAXED_PROBE = (() => {
+  const zero = [0xfd, 0x0c, ...new Array(16).fill(0)], body = [0x00, ...zero, ...zero, ...zero, 0xfd, 0x85, 0x02, 0x0b];
+  return Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 0x60, 0, 1, 0x7b, 3, 2, 1, 0, 10, body.length + 2, 1, body.length, ...body);
+})();
+export const hasRelaxedSimd = () => { try { return WebAssembly.validate(RELAXED_PROBE); } catch { return false; } };
+
+/** Whether Workers can share a WebAssembly memory here: a browser page only when cross-origin isolated (COOP and COEP,
+ *  which the site's service worker adds where the host cannot), Node always. */
+export const canShareMemory = () => typeof SharedArrayBuffer === "function" && typeof Atomics === "object" &&
+  (globalThis.crossOriginIsolated ?? Boolean(globalThis.process?.versions?.node));
+
+/** What WebAssembly can do here: { simd, fma (relaxed SIMD), threads (most threads worth asking for: the cores, up to
+ *  16; 1 where memory cannot be shared) }. */
+export function capabilities() {
+  const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
+  return { simd: hasSimd(), fma: hasRelaxedSimd(), threads: canShareMemory() ? Math.max(1, Math.min(16, cores)) : 1 };
+}
+
 /** Byte offsets of the buffers in one WebAssembly arena must not overlap and must stay inside it. */
 export function checkArena(buffers, arenaBytes, align = 16) {
   const spans = buffers.map((b) => [b.offset, b.offset + b.bytes, b.name]).sort((a, b) => a[0] - b[0]);
@@ -394,13 +414,14 @@ function initialState(b) {
 /** The model whose metadata is at `source` (a URL, fetched fresh) or is `source` (an object, with `base`: the URL of its
  *  folder). `plan`: its plan, already checked (a Worker is handed the page's); `fetchFile(url, entry)`: how to download
  *  a file (default fetchBytes; the page's reports progress). */
-export async function openModel(source, { base, plan, fetchFile } = {}) {
+export async function openModel(source, { base, plan, fetchFile, prefetch = [] } = {}) {
   const meta = typeof source === "object" && !(source instanceof URL) ? source : await fetchJson(source);
   const folder = new URL(base ?? source, globalThis.location?.href);
   if (typeof meta?.name !== "string" || typeof meta.files !== "object" || !(meta.std > 0)) {
     throw new ModelFileError(`${fileName(folder)} is not a model's metadata (no name, files or input normalisation)`);
   }
   const model = modelFiles(meta, folder, fetchFile ?? ((url, entry) => fetchBytes(url, { what: entry.name, expectedBytes: entry.bytes })));
+  for (const key of prefetch) model.file(key).catch(() => {});   // beside the plan: reported by whoever needs them
   model.plan = plan ?? await model.json("plan");
   return describeModel(model);
 }
@@ -439,7 +460,7 @@ function modelFiles(meta, folder, fetchFile) {
 
 function describeModel(model) {
   const { plan, meta } = model;
-  if (plan?.format !== 1 || !plan.webgpu || !plan.wasm) throw new ModelFileError(`${meta.name}: its plan is not one this runtime can run`);
+  if (plan?.format !== 2 || !plan.webgpu || !plan.wasm || !plan.threads) throw new ModelFileError(`${meta.name}: its plan is not one this runtime can run`);
   const weightBuffers = plan.webgpu.buffers.filter((b) => b.kind === "weight");
   return Object.assign(model, {
     inputShape: plan.inputShape, outputLength: plan.outputLength, taps: plan.taps, train: plan.train ?? null, fit: plan.fit ?? null,
@@ -481,11 +502,34 @@ async function tensors(model, options) {
 
 async function load(model, backend, options = {}) {
   if (backend === "wasm" && typeof WebAssembly !== "object") throw new Error(`${model.name}: this browser has no WebAssembly`);
-  const first = backend === "wasm" ? model.file(model.plan.wasm.modules[0].file) : null;   // downloads beside the weights
+  const wasm = backend === "wasm" ? wasmChoice(model, options) : null;
+  const first = wasm ? model.file(wasm.module.file) : null;   // downloads beside the weights
   first?.catch(() => {});   // reported below, after the weights' own errors
   const tensor = await weightsOf(model, options);
-  const memory = backend === "wasm" ? await wasmBackend(model, await first, tensor) : await webgpuBackend(model, backend, tensor);
-  return programsOf(model, memory);
+  const memory = !wasm ? await webgpuBackend(model, backend, tensor)
+    : wasm.threads > 1 ? await threadedBackend(model, await first, tensor, wasm, options.onThreadsLost)
+    : await wasmBackend(model, await first, tensor, wasm.module);
+  const run = programsOf(model, memory);
+  // what it runs on, for the page to say (threads: now, after any fallback to one thread)
+  run.wasm = wasm && { get threads() { return memory.threads ?? 1; }, fma: wasm.fma, stopThread: (tid) => memory.stopThread?.(tid) };
+  run.close = () => memory.close?.();
+  return run;
+}
+
+/** Which WebAssembly build to run: `threads` (default 1) Workers where memory can be shared, relaxed SIMD's fused
+ *  multiply-add where the engine validates it (`fma: false` turns it off). */
+function wasmChoice(model, { threads = 1, fma = hasRelaxedSimd() } = {}) {
+  threads = canShareMemory() ? Math.max(1, Math.min(threads, MAX_THREADS)) : 1;
+  const modules = threads > 1 ? model.plan.threads.modules : model.plan.wasm.modules;
+  const module = modules.find((m) => Boolean(m.fma) === Boolean(fma)) ?? modules.find((m) => !m.fma);
+  return { threads, fma: Boolean(module.fma), module };
+}
+
+/** The file key of the WebAssembly module load("wasm", options) starts with, from the metadata alone (so that it can
+ *  download beside the plan). */
+export function wasmFile(meta, { threads = 1, fma = hasRelaxedSimd() } = {}) {
+  const key = (canShareMemory() && threads > 1 ? "threads_wasm" : "wasm") + (fma ? "_fma" : "");
+  return meta.files[key] ? key : key.replace(/_fma$/, "");
 }
 
 /** run() and the training programs over a backend's memory ({ execute(program, values, read), read(names), write(values) }). */
@@ -659,9 +703,10 @@ async function readBuffers(device, chosen, readback = null, encoder = device.cre
 // function per program. The weights are copied in once; a run writes the input, calls the program's function and copies
 // its outputs out. A program that is not in the first module is in the last (plan.wasm.modules), which then takes over
 // every program, the weights and optimizer state copied across as they are at that moment.
-async function wasmBackend(model, firstBytes, tensor) {
-  const { buffers: layout, programs, inputs, modules } = model.plan.wasm;
-  let current = await instantiate(model, modules[0], firstBytes);
+async function wasmBackend(model, firstBytes, tensor, first = model.plan.wasm.modules[0]) {
+  const { buffers: layout, programs, inputs } = model.plan.wasm;
+  const modules = model.plan.wasm.modules.filter((m) => Boolean(m.fma) === Boolean(first.fma));   // the same build: plain or relaxed SIMD
+  let current = await instantiate(model, first, firstBytes);
   layout.forEach((b, i) => {
     if (b.kind === "weight" && tensor) current.set(i, tensor(b.name, b.bytes));
     else if (b.kind === "state" && current.has(i)) current.set(i, initialState(b));
@@ -704,17 +749,148 @@ async function wasmBackend(model, firstBytes, tensor) {
 }
 
 /** A module of the plan, instantiated from its checked bytes: has(i), get(i) (a view of buffer i in its arena), set(i, bytes). */
-async function instantiate(model, module, bytes) {
-  const { buffers: layout } = model.plan.wasm, what = `WebAssembly module ${model.meta.files[module.file]?.name}`;
+async function instantiate(model, module, bytes, { layout = model.plan.wasm.buffers, memory: shared } = {}) {
+  const what = `WebAssembly module ${model.meta.files[module.file]?.name}`;
   let instance;
-  try { ({ instance } = await WebAssembly.instantiate(bytes, {})); }
+  try {
+    const made = await WebAssembly.instantiate(bytes, shared ? { env: { memory: shared } } : {});
+    instance = made.instance ?? made;   // from bytes: { module, instance }; from a compiled module: the instance
+  }
   catch (e) {
     if (!hasSimd()) throw new Error(`${model.name}: this browser cannot run the ${what} (it needs WebAssembly SIMD)`);
     throw new ModelFileError(`${model.name}: the ${what} is not a valid WebAssembly module (${e.message})`);
   }
-  const { memory, arena } = instance.exports, base = arena();
+  const memory = shared ?? instance.exports.memory, base = instance.exports.arena();
   checkArena(layout.map((b, i) => ({ ...b, offset: module.offsets[i] })).filter((b) => b.offset !== null), memory.buffer.byteLength - base);
   const has = (i) => module.offsets[i] !== null;
   const get = (i) => new Uint8Array(memory.buffer, base + module.offsets[i], layout[i].bytes);
   return { exports: instance.exports, module, has, get, set: (i, data) => new Uint8Array(memory.buffer).set(data, base + module.offsets[i]) };
+}
+
+// ---------------------------------------------------------------- WebAssembly on several threads
+
+// The threaded module (plan.threads) runs every program on `threads` Workers sharing one WebAssembly.Memory: each
+// Worker instantiates the module on it and waits in its serve(); this thread (the leader: the page, or the trainer's
+// Worker) writes a job (program, thread count) into the module's control block, wakes them, and waits (without blocking
+// a page) until they have all counted themselves done. The kernels are the same whatever the thread count (tinygrad split
+// each into fixed parts, taken in turn), so 1, 2 or 16 threads give the same bits. The Workers run this very file.
+const MAX_THREADS = 16, THREAD = "model-runtime-thread", THREAD_START_MS = 10_000;
+const node = globalThis.process?.versions?.node ? await import("node:worker_threads") : null;
+
+/** A Worker of this file, serving a threaded module's jobs (in a page asked for as model_runtime.js?thread: the same
+ *  file, which a server, a cache or a test can tell apart). */
+function spawnThread() {
+  if (node) return new node.Worker(new URL(import.meta.url), { workerData: THREAD });
+  return new Worker(new URL("?thread", import.meta.url), { type: "module", name: THREAD });
+}
+
+// in such a Worker: the module and the memory arrive once; its own C stack; then it serves jobs until terminated
+if ((node && !node.isMainThread && node.workerData === THREAD) || (!node && globalThis.name === THREAD && typeof WorkerGlobalScope === "function")) {
+  const port = node ? node.parentPort : globalThis;
+  const start = async ({ module, memory, tid }) => {
+    const instance = await WebAssembly.instantiate(module, { env: { memory } });
+    instance.exports.__stack_pointer.value = instance.exports.stack_top(tid);
+    const job = Atomics.load(new Int32Array(memory.buffer, instance.exports.control(), 1), 0);   // read before it says it is ready
+    port.postMessage({ ready: tid });
+    instance.exports.serve(tid, job);   // never returns
+  };
+  if (node) port.once("message", (m) => start(m).catch((e) => { throw e; }));
+  else port.onmessage = ({ data }) => { port.onmessage = null; start(data).catch((e) => { throw e; }); };
+}
+
+/** `n` Workers serving `compiled` on `memory`, once every one has started (else they are ended and it throws). */
+async function startThreads(compiled, memory, n) {
+  const workers = Array.from({ length: n }, spawnThread), pool = { workers, failure: null, onFailure: () => {} };
+  const fail = (why) => { if (!pool.failure) { pool.failure = new Error(why); pool.onFailure(pool.failure); } };
+  try {
+    await Promise.all(workers.map((w, tid) => new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`thread ${tid} did not start in ${THREAD_START_MS / 1000} s`)), THREAD_START_MS);
+      const ready = (m) => { if (m?.ready === tid || m?.data?.ready === tid) { clearTimeout(timer); resolve(); } };
+      const error = (e) => { clearTimeout(timer); reject(new Error(`thread ${tid} could not start (${e?.message ?? e})`)); };
+      if (node) { w.once("message", ready); w.once("error", error); }
+      else { w.addEventListener("message", ready, { once: true }); w.onerror = (e) => { e.preventDefault?.(); error(e); }; }
+      w.postMessage({ module: compiled, memory, tid });
+    })));
+  } catch (e) { for (const w of workers) w.terminate(); throw e; }
+  workers.forEach((w, tid) => {
+    const died = (e) => fail(`thread ${tid} stopped (${e?.message ?? e ?? "it exited"})`);
+    if (node) { w.on("error", died); w.on("exit", died); } else w.onerror = (e) => { e.preventDefault?.(); died(e); };
+  });
+  pool.close = () => { pool.closed = true; for (const w of workers) w.terminate(); };
+  return pool;
+}
+
+/** Until the threads of a job have counted themselves done (control[3] === n), waiting without blocking a page. */
+async function jobDone(control, n, pool) {
+  for (let done; (done = Atomics.load(control, 3)) < n;) {
+    if (pool.failure) throw pool.failure;
+    if (Atomics.waitAsync) { const w = Atomics.waitAsync(control, 3, done, 1000); if (w.async) await w.value; }
+    else if (!globalThis.document) Atomics.wait(control, 3, done, 1000);      // a Worker may block
+    else await new Promise((resolve) => setTimeout(resolve, 0));             // a page of a browser without waitAsync
+  }
+}
+
+/** The threaded backend: the weights copied into the shared memory once; a run writes the inputs, posts the job, awaits
+ *  it and copies the outputs out. If a thread stops (or never starts) it falls back to one thread (the plain module, the
+ *  weights and optimizer state copied across) and says so through `onThreadsLost(reason)`. */
+async function threadedBackend(model, bytes, tensor, { threads, fma, module }, onThreadsLost = () => {}) {
+  const { buffers: layout, programs, inputs } = model.plan.threads;
+  const compiled = await WebAssembly.compile(bytes).catch((e) => { throw new ModelFileError(`${model.name}: the WebAssembly module ${model.meta.files[module.file].name} is not valid (${e.message})`); });
+  const pages = module.memory / 65536, memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const leader = await instantiate(model, module, compiled, { layout, memory });
+  const control = new Int32Array(memory.buffer, leader.exports.control(), 8 + module.counters);
+  layout.forEach((b, i) => {
+    if (b.kind === "weight" && tensor) leader.set(i, tensor(b.name, b.bytes));
+    else if (b.kind === "state" && leader.has(i)) leader.set(i, initialState(b));
+  });
+  let pool = await startThreads(compiled, memory, threads).catch((e) => { onThreadsLost(e.message); return null; });
+  let single = pool ? null : await singleFrom(model, leader, layout, fma);
+  const floats = (i) => new Float32Array(leader.get(i).slice().buffer);
+  const backend = {
+    get threads() { return single ? 1 : threads; },
+    async execute(program, values) {
+      if (single) return single.execute(program, values);
+      if (!programs.includes(program)) throw new Error(`${model.name} has no program "${program}"`);
+      for (const [name, data] of Object.entries(values)) leader.set(inputs[program][name], new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      if (!model.plan.threads.split.includes(program)) leader.exports.run(programs.indexOf(program), 0, 1);   // nothing to share: here, at once
+      else await job(programs.indexOf(program)).catch(async (e) => {   // a thread stopped: on one thread from here, the job run again there
+        pool.close();
+        onThreadsLost(e.message);
+        single = await singleFrom(model, leader, layout, fma);
+      });
+      if (single) return single.execute(program, values);
+      const result = {};
+      layout.forEach((b, i) => { if (b.kind === "output" && b.program === program) result[b.name] = floats(i); });
+      return result;
+    },
+    read: async (names) => single ? single.read(names) : Object.fromEntries(names.map((name) => [name, floats(writable(layout, name))])),
+    async write(values) {
+      if (single) return single.write(values);
+      for (const [name, data] of Object.entries(values)) leader.set(writable(layout, name), new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    },
+    close: () => pool?.close(),
+    stopThread: (tid) => pool?.workers[tid]?.terminate(),   // what a thread that crashes does (tests)
+  };
+  /** One program on the Workers: the job posted in the control block, then their done count awaited. */
+  async function job(index) {
+    control.fill(0, 8);
+    Atomics.store(control, 3, 0);
+    Atomics.store(control, 1, index);
+    Atomics.store(control, 2, threads);
+    Atomics.add(control, 0, 1);
+    Atomics.notify(control, 0);
+    await jobDone(control, threads, pool);
+  }
+  return backend;
+}
+
+/** The plain (one-thread) backend, with the weights and optimizer state as the threaded one holds them now: its module
+ *  with every program (the last of its build), so that all of them find their place. */
+async function singleFrom(model, leader, layout, fma) {
+  const module = model.plan.wasm.modules.filter((m) => Boolean(m.fma) === fma).at(-1) ?? model.plan.wasm.modules.at(-1);
+  const single = await wasmBackend(model, await model.file(module.file), null, module);
+  const kept = {};
+  layout.forEach((b, i) => { if (b.kind === "weight" || b.kind === "state") kept[b.name] = new Float32Array(leader.get(i).slice().buffer); });
+  await single.write(kept);
+  return single;
 }

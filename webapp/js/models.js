@@ -8,7 +8,7 @@
 // Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
 // A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
-import { openModel, fetchBytes, fetchJson, DownloadError, ModelFileError } from "./model_runtime.js";
+import { openModel, fetchBytes, fetchJson, wasmFile, capabilities, DownloadError, ModelFileError } from "./model_runtime.js";
 import { siteName } from "./settings.js";
 
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
@@ -68,17 +68,29 @@ export async function stash(url, bytes, type = "application/octet-stream") {
   } catch { /* no Cache Storage (an insecure context, private mode): the service worker fetches what it needs */ }
 }
 
+/** How the page runs WebAssembly: { threads (Workers: the cores, up to 16, where the page is cross-origin isolated; 1
+ *  elsewhere), fma (relaxed SIMD), why (why one thread, if so) }. `?threads=N` in the page's address asks for N (benchmarks). */
+export function wasmSettings() {
+  const can = capabilities(), asked = Number(new URLSearchParams(globalThis.location?.search).get("threads"));
+  const threads = Number.isInteger(asked) && asked >= 1 ? Math.min(asked, can.threads) : can.threads;
+  const why = can.threads > 1 || asked === 1 ? null
+    : !globalThis.crossOriginIsolated ? "the page is not cross-origin isolated"
+    : typeof SharedArrayBuffer !== "function" ? "this browser cannot share memory between Workers" : "this device has one core";
+  return { threads, fma: can.fma, why };
+}
+
 /** One model of the page: its metadata (from the manifest), its files (through the runtime, with progress) and a run()
  *  per backend. `custom`, for a model trained in this page: { base (its trainer's folder), plan, bytes (its weights as
- *  safetensors, made here), report }: no weights to download, only the trainer's WebAssembly. */
+ *  safetensors, made here), report }: no weights to download, only the trainer's WebAssembly. `wasm`: wasmSettings(). */
 export class Model {
-  constructor({ name, label, meta }, prepare = async () => {}, custom = null) {
-    Object.assign(this, { name, label, meta, prepare, custom });
+  constructor({ name, label, meta }, prepare = async () => {}, custom = null, wasm = wasmSettings()) {
+    Object.assign(this, { name, label, meta, prepare, custom, wasm });
     this.base = custom?.base ?? folderOf(name);
     this.reset();
   }
 
   reset() {
+    for (const b of this.backends?.values() ?? []) b.run.close?.();
     this.source = null;                 // the runtime's model: its plan and its files
     this.progress = { loaded: 0, total: 0, active: false };
     this.loadError = null;              // the plan or a file could not load: no backend can run it
@@ -86,6 +98,7 @@ export class Model {
     this.backends = new Map();          // "webgpu" | "wasm" -> { run, ms: warm median of one run }
     this.backendErrors = new Map();     // "webgpu" | "wasm" -> why it is not available
     this.backend = null;                // the one in use
+    this.threadsLost = null;            // why WebAssembly went back to one thread in use, if it did
     this.inUse = [];                    // the last IN_USE_RUNS times of a plain run on it (ms)
     this.rechecking = false;
     this.bringingUp = null;
@@ -108,10 +121,10 @@ export class Model {
   /** The files a first prediction needs (plan, weights, the first WebAssembly module), downloading at once with their
    *  progress reported to `onProgress`; resolves once the plan is in and checked. */
   async open(onProgress) {
-    const { files } = this.meta, first = ["plan", "wasm", ...(this.custom ? [] : ["weights"])];
-    this.progress = { loaded: 0, total: first.reduce((n, key) => n + (files[key]?.bytes ?? 0), 0), active: true };
+    const { files } = this.meta, first = [this.firstWasm, ...(this.custom ? [] : ["weights"])];
+    this.progress = { loaded: 0, total: ["plan", ...first].reduce((n, key) => n + (files[key]?.bytes ?? 0), 0), active: true };
     const fetchFile = (url, entry) => fetchBytesWithProgress(url, entry, (n) => { this.progress.loaded += n; onProgress(this); });
-    const opening = openModel(this.meta, { base: this.base, plan: this.custom?.plan, fetchFile });
+    const opening = openModel(this.meta, { base: this.base, plan: this.custom?.plan, fetchFile, prefetch: first });
     this.source = await opening.catch((e) => { this.progress.active = false; onProgress(this); throw e; });
     const loading = first.map((key) => this.source.file(key));
     for (const p of loading) p.catch(() => {});   // reported by the backend that needs the file
@@ -121,11 +134,15 @@ export class Model {
   /** Its weights' tensors, for the inside view and for resetting fine-tuned weights. */
   tensors() { return this.source.tensors(this.weightsOption); }
 
-  get weightsOption() { return this.custom ? { weights: this.custom.bytes, verify: false } : undefined; }
+  get weightsOption() { return this.custom ? { weights: this.custom.bytes, verify: false } : {}; }
+
+  /** The file key of the WebAssembly module this page runs first: threaded or not, relaxed SIMD or not. */
+  get firstWasm() { return wasmFile(this.meta, this.wasm); }
 
   async loadBackend(kind, target) {
     try {
-      const run = await this.source.load(target, this.weightsOption);
+      const options = { ...this.weightsOption, ...this.wasm, onThreadsLost: (why) => { this.threadsLost = why; this.onThreadsLost?.(this); } };
+      const run = await this.source.load(target, options);
       await this.prepare(this, run);
       for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
@@ -143,7 +160,7 @@ export class Model {
 
   /** Every file the first prediction used, into the offline cache (their bytes are checked). */
   async stashFiles() {
-    const keys = ["plan", this.source.plan.wasm.modules[0].file, ...(this.custom ? [] : ["weights"])];
+    const keys = ["plan", this.firstWasm, ...(this.custom ? [] : ["weights"])];
     await Promise.all(keys.map(async (key) => stash(this.source.url(key), await this.source.file(key))));
   }
 
@@ -243,9 +260,15 @@ export class ModelRuntime {
     this.onChange({ kind: "choice" });
   }
 
+  /** A model of this runtime: it hears when its WebAssembly goes back to one thread. */
+  made(model) {
+    model.onThreadsLost = () => { this.log("threads-lost", model); this.onChange({ kind: "choice" }); };
+    return model;
+  }
+
   /** The manifest's models (`entries`: { name, label, meta }), the one named `first` first; everything else after it is ready. */
   async start(entries, first) {
-    for (const entry of entries) this.models.set(entry.name, new Model(entry, this.prepare));
+    for (const entry of entries) this.models.set(entry.name, this.made(new Model(entry, this.prepare)));
     this.onChange({ kind: "loading" });
     await this.bringUp(this.models.get(first), { urgent: true });
     const rest = [...this.models.values()].filter((m) => m.name !== first);
@@ -261,7 +284,7 @@ export class ModelRuntime {
   /** A model trained in this page (Model's `custom`), replacing an earlier one of its name: brought up on WebAssembly,
    *  then on WebGPU where there is a device, both timed and the faster chosen, as the shipped models are. */
   async addTrained(entry, custom) {
-    const model = new Model(entry, this.prepare, custom);
+    const model = this.made(new Model(entry, this.prepare, custom));
     this.models.set(entry.name, model);
     await this.bringUpEverywhere(model);
     return model;

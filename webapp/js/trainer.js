@@ -93,12 +93,13 @@ function buildPanel(panel) {
 
 export class Trainer {
   /** `panel`: the (empty) #trainer-panel; `models`: the manifest's trainable models ({ name, label, meta }); `device()`:
-   *  the page's GPUDevice or null; `predictsOn()`: the backend the page predicts on (the default for training);
+   *  the page's GPUDevice or null; `predictsOn()`: the backend the page predicts on (the default for training); `wasm`:
+   *  the page's WebAssembly settings (threads, relaxed SIMD; models.wasmSettings);
    *  `onUse({ entry, custom })`: "Use this model", a model for the page's runtime; `storage()`: the storage module, as
    *  a promise; `drawDigit(pixels)`: a misread test digit picked in the report, onto the canvas. */
-  constructor(panel, { models, device, predictsOn, onUse, storage, drawDigit }) {
+  constructor(panel, { models, device, predictsOn, wasm, onUse, storage, drawDigit }) {
     const ui = buildPanel(panel);
-    Object.assign(this, { ui, entries: models, device, predictsOn, onUse, storage });
+    Object.assign(this, { ui, entries: models, device, predictsOn, wasm, onUse, storage });
     this.models = new Map();     // name -> { meta, label, base, source }
     this.data = null;
     this.state = "idle";
@@ -242,6 +243,7 @@ export class Trainer {
       worker.onmessage = ({ data: event }) => {
         if (event.kind === "done") resolve(event);
         else if (event.kind === "error") reject(new Error(event.message));
+        else if (event.kind === "wasm" || event.kind === "threads-lost") this.onWasm(job, event);
         else this.progress(job, event);
       };
       worker.onerror = (e) => reject(new Error(e.message || "the training worker failed"));
@@ -250,7 +252,7 @@ export class Trainer {
         d.labels.forEach((labels, k) => worker.postMessage({ kind: "data", split, labels, images: d.images[k] }));
       }
       worker.postMessage({ kind: "start", meta: source.meta, base: source.folder.href, plan: source.plan, contract: { mean: job.meta.mean, std: job.meta.std },
-                           settings: job.settings, testCount: 10000 });
+                           settings: job.settings, testCount: 10000, wasm: { threads: this.wasm.threads, fma: this.wasm.fma } });
     });
   }
 
@@ -264,6 +266,17 @@ export class Trainer {
     while (this.data && this.data.test.count < 10000) await new Promise((resolve) => { this.dataArrived = resolve; });
     const { predictions, confidences } = await predict(run, contract, this.data.test, 0, this.data.test.count);
     return { ...result, predictions, confidences, weights: await run.readWeights(model.weights.map((w) => w.name)) };
+  }
+
+  /** What the Worker trains on (threads, relaxed SIMD), or why it went back to one thread. */
+  onWasm(job, event) {
+    job.wasm = event.kind === "wasm" ? event : { ...job.wasm, threads: 1, why: event.why };
+    const { threads, fma, why } = job.wasm;
+    this.ui.status.dataset.threads = String(threads);
+    if (this.state === "training") {
+      this.setState("training", `Training the ${this.models.get(job.name).label} on WebAssembly (in a worker, ${threads} thread${threads === 1 ? "" : "s"}` +
+        `${fma ? ", FMA" : ""})…` + (why ? ` One thread: ${why}.` : ""));   // threads lost in use; the backend line says the rest
+    }
   }
 
   progress(job, event) {
@@ -355,6 +368,7 @@ export class Trainer {
       name: job.name, label: this.models.get(job.name).label, report, weights: outcome.weights,
       curves: job.curves,
       summary: { accuracy: report.accuracy, seconds, steps: outcome.steps, stopped: outcome.stopped, backend: job.backend, samples: job.settings.samples,
+                 ...(job.backend === "wasm" && job.wasm ? { threads: job.wasm.threads, fma: job.wasm.fma } : {}),
                  epochs: job.settings.epochs, lr: job.settings.lr, batch: job.meta.fit.batch, seed: job.settings.seed, at: new Date().toISOString() },
     };
     await this.showResult(result);

@@ -1,0 +1,90 @@
+"""WebAssembly on several threads and with relaxed SIMD, through the one runtime in Node (worker_threads): the threaded
+module gives the same bits on 2 and 4 threads (the same kernels, split into the same parts) and stays within tolerance
+of one thread and of tinygrad; relaxed SIMD's fused multiply-add within tolerance of tinygrad; training on 2 threads
+ends 20 steps within tolerance of one thread's weights, with FMA its first losses; a thread that stops leaves the model on one thread, saying why."""
+import base64, json, subprocess
+import numpy as np
+import pytest
+from conftest import ROOT
+from browser import serve, Server, draw_digit, wait_settled
+
+def _probe(what:str, name:str, images:np.ndarray|None=None) -> dict:
+  proc = subprocess.run(["node", "--experimental-wasm-relaxed-simd", str(ROOT / "tests" / "threads_probe.mjs"), what, name,
+                         str(0 if images is None else len(images))],
+                        input=b"" if images is None else images.astype(np.float32).tobytes(), capture_output=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+  return json.loads(proc.stdout)
+
+def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
+
+@pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
+def test_threads_give_the_same_bits_and_fma_stays_within_tolerance_of_tinygrad(name, mnist_test_set, shipped_logits):
+  x, _ = mnist_test_set
+  meta = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
+  images = ((x[:16].astype(np.float32) / 255 - meta["mean"]) / meta["std"]).reshape(16, -1)
+  got = _probe("forward", name, images)
+  assert got["2"] == got["4"]                                                           # 2 and 4 threads: the same bits
+  want = shipped_logits(name)[:16]
+  taps = len(got["1"]) // 16
+  for variant, values in got.items():
+    logits = np.stack([_floats(values[i * taps]) for i in range(16)])
+    assert np.abs(logits - want).max() < 1e-4, variant                                   # every build, tinygrad's logits
+    for a, b in zip(values, got["1"]): assert np.abs(_floats(a) - _floats(b)).max() < 1e-4, variant   # and one thread's layers
+
+@pytest.mark.parametrize("name", ["mnist_mlp_trainer", "mnist_convnet_trainer"])
+def test_training_on_threads_matches_one_thread(name):
+  got = _probe("fit", name)
+  assert got["two"] == got["four"]                                                       # the same kernels: the same bits
+  assert len(set(got["one"]["losses"])) == 20                                             # every step moved the weights
+  for k, v in got["two"]["weights"].items():                                              # 20 Adam steps, 2 threads against 1
+    one, two = _floats(got["one"]["weights"][k]), _floats(v)
+    assert np.abs(two - one).max() <= 1e-5 * max(1.0, np.abs(one).max()), k
+  # FMA rounds each multiply-add once, and Adam turns the last bit of a near-zero gradient into a whole step: its weights
+  # part from plain SIMD's within a few steps, so it is held to the losses of the first three
+  assert np.allclose(got["twoFma"]["losses"], got["one"]["losses"][:3], rtol=2e-4, atol=0), (got["twoFma"]["losses"], got["one"]["losses"][:3])
+
+def test_a_thread_that_stops_leaves_the_model_on_one_thread_saying_why():
+  got = _probe("stopped", "mnist_convnet")
+  assert got["threadsBefore"] == 2 and got["threadsAfter"] == 1 and "thread 1 stopped" in got["lost"] and got["same"], got
+
+def _second_visit(browser, url:str, mnist_test_set, **context_options):
+  """Visit the app (its service worker installs), visit it again and draw a digit: the page of the second visit."""
+  context = browser.new_context(**context_options)
+  page = context.new_page()
+  page.goto(url)
+  blocked = context_options.get("service_workers") == "block"                # then it never says it is installed
+  page.wait_for_function("() => document.body.dataset.settled === 'true'" if blocked else "() => document.body.dataset.offline === 'ready'", timeout=120_000)
+  page.reload()
+  page.wait_for_function("() => document.body.dataset.settled === 'true'", timeout=120_000)
+  x, y = mnist_test_set
+  draw_digit(page, x[3], 0.7, np.random.default_rng(3))
+  wait_settled(page)
+  assert page.get_by_test_id("prediction").text_content() == str(y[3])
+  return page
+
+def test_a_second_visit_is_isolated_by_the_service_worker_and_runs_on_threads(chromium_no_webgpu, mnist_test_set):
+  with serve(ROOT / "webapp") as url:                                      # no COOP/COEP from the server, as on Pages
+    page = _second_visit(chromium_no_webgpu, url + "?threads=2", mnist_test_set)
+    assert page.evaluate("() => crossOriginIsolated") and page.evaluate("() => document.body.dataset.threads") == "2"
+    assert page.get_by_test_id("status").text_content() == "Ready · WebAssembly · 2 threads"
+    assert "Running on WebAssembly · 2 threads · FMA" in page.get_by_test_id("backend").text_content()
+    assert "one thread" not in page.get_by_test_id("backend").text_content()
+    page.context.close()
+
+def test_with_the_service_worker_blocked_it_runs_one_thread_and_says_why(chromium_no_webgpu, mnist_test_set):
+  with serve(ROOT / "webapp") as url:
+    page = _second_visit(chromium_no_webgpu, url + "?threads=2", mnist_test_set, service_workers="block")
+    assert not page.evaluate("() => crossOriginIsolated") and page.evaluate("() => document.body.dataset.threads") == "1"
+    assert page.get_by_test_id("status").text_content() == "Ready · WebAssembly"
+    assert "Running on WebAssembly · 1 thread · FMA" in page.get_by_test_id("backend").text_content()
+    assert "one thread: the page is not cross-origin isolated" in page.get_by_test_id("backend").text_content()
+    page.context.close()
+
+def test_a_thread_worker_that_cannot_start_leaves_the_page_on_one_thread_with_a_message(chromium_no_webgpu, mnist_test_set):
+  server = Server()
+  server.bad["model_runtime.js?thread"] = "500"                           # the Workers' script, and only it
+  with serve(ROOT / "webapp", server=server) as url:
+    page = _second_visit(chromium_no_webgpu, url + "?threads=2", mnist_test_set)
+    assert page.evaluate("() => crossOriginIsolated") and page.evaluate("() => document.body.dataset.threads") == "1"
+    assert "one thread: " in page.get_by_test_id("backend").text_content(), page.get_by_test_id("backend").text_content()
+    page.context.close()
