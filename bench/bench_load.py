@@ -5,11 +5,13 @@
   python bench/bench_load.py --site DIR # another copy of the app (e.g. an older commit), for a before/after table
 
 Each cold visit is a fresh browser context (no HTTP cache, no service worker) whose network Chromium throttles through
-DevTools (added round-trip latency and download bandwidth). The server answers like GitHub Pages: files as they are
-(no compression of these types), `Cache-Control: max-age=600`, Last-Modified. Measured from navigation start:
+DevTools (added round-trip latency and download bandwidth). The server answers like GitHub Pages (tests/browser.py
+serve_like_pages): the app under a subpath (/repo/), text and WebAssembly gzip-compressed, the weights as they are,
+`Cache-Control: max-age=600`, Last-Modified, no custom headers. Measured from navigation start:
   ready       the selected model (the default, the CNN) can read a drawing: body[data-ready] turns true
   prediction  a digit drawn at that moment is on the screen: ready + pointer-up -> bars (the first, cold, run)
-  bytes       bytes received before ready (Resource Timing transfer sizes, the page included)
+  bytes       received before ready: on the wire (Resource Timing transfer sizes, compressed, headers included, the page
+              included) and as files (decoded body sizes)
   all models  every model downloaded (the runtime's "downloaded" event)
 A second visit reloads the page once its service worker is installed: online on the same link, and offline.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
-from browser import chromium, serve, throttle, LINKS
+from browser import chromium, serve_like_pages, throttle, LINKS
 
 # Installed before the page's own scripts. It draws an MNIST digit as soon as the drawing pad exists (a visitor who
 # draws while the page loads) and notes, in ms since navigation start, when body[data-ready] first turns true and when
@@ -34,10 +36,11 @@ new MutationObserver(() => {
 }).observe(document, { attributes: true, childList: true, characterData: true, subtree: true });
 """
 
-BYTES_BEFORE = """(t) => {
+BYTES_BEFORE = """([t, size]) => {
   const entries = [...performance.getEntriesByType('navigation'), ...performance.getEntriesByType('resource')];
-  return entries.filter((e) => e.responseEnd <= t).reduce((sum, e) => sum + e.transferSize, 0);
+  return entries.filter((e) => e.responseEnd <= t).reduce((sum, e) => sum + e[size], 0);
 }"""
+WIRE, FILES = "transferSize", "decodedBodySize"
 
 def visit(page, url:str, digit, label:int, reload:bool=False) -> dict:
   """Open (or reload) the app with a digit drawn at once; wait for its prediction."""
@@ -47,7 +50,8 @@ def visit(page, url:str, digit, label:int, reload:bool=False) -> dict:
   page.wait_for_function("window.__predictedAt !== undefined", timeout=600_000, polling=10)
   ready, predicted, shown = page.evaluate("[window.__readyAt, window.__predictedAt, window.__predicted]")
   if shown != str(label): raise SystemExit(f"the page read the digit as {shown}, not {label}")
-  return {"ready_ms": round(ready, 1), "prediction_ms": round(predicted, 1), "bytes_before_ready": page.evaluate(BYTES_BEFORE, ready)}
+  return {"ready_ms": round(ready, 1), "prediction_ms": round(predicted, 1), "bytes_before_ready": page.evaluate(BYTES_BEFORE, [ready, WIRE]),
+          "file_bytes_before_ready": page.evaluate(BYTES_BEFORE, [ready, FILES])}
 
 def cold_visit(browser, url:str, profile:str, digit, label:int) -> dict:
   context = browser.new_context(viewport={"width": 412, "height": 915})
@@ -57,7 +61,8 @@ def cold_visit(browser, url:str, profile:str, digit, label:int) -> dict:
   # (an older page without the runtime's event log: until it has settled, which it did only once every model was in)
   downloaded = "mnistApp.runtime.events?.find((e) => e.event === 'downloaded')?.t ?? (document.body.dataset.settled === 'true' && performance.now())"
   result["all_models_ms"] = round(page.wait_for_function(downloaded, timeout=600_000, polling=100).json_value(), 1)
-  result["bytes_total"] = page.evaluate(BYTES_BEFORE, 1e12)
+  result["bytes_total"] = page.evaluate(BYTES_BEFORE, [1e12, WIRE])
+  result["file_bytes_total"] = page.evaluate(BYTES_BEFORE, [1e12, FILES])
   context.close()
   return result
 
@@ -75,6 +80,8 @@ def second_visits(browser, url:str, profile:str, digit, label:int, runs:int) -> 
   context.close()
   return result
 
+GOALS = {"4G": 0.6, "3G": 2.0}   # seconds to ready on a first visit
+
 def p50(visits:list, key:str) -> float: return statistics.median(v[key] for v in visits)
 
 def main():
@@ -89,18 +96,20 @@ def main():
   runs = 1 if args.quick else 5
   report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores, headless Chromium",
             "quick": args.quick, "site": str(args.site), "profiles": LINKS, "cold": {}, "second_visit": {}}
-  with serve(args.site, cache_control="max-age=600") as url, chromium() as browser:
+  with serve_like_pages(args.site) as url, chromium() as browser:
     for profile in LINKS: report["cold"][profile] = [cold_visit(browser, url, profile, digit, label) for _ in range(runs)]
     report["second_visit"] = second_visits(browser, url, "4G", digit, label, runs)
   print(f"cold first visit, default model (CNN), p50 of {runs}; {report['machine']}\n")
-  print("| link | ready | first prediction | bytes before ready | every model downloaded | bytes in all |\n|---|---|---|---|---|---|")
+  print("| link | ready | first prediction | before ready: on the wire (files) | every model downloaded | in all: on the wire (files) | goal |\n|---|---|---|---|---|---|---|")
   for profile, visits in report["cold"].items():
     latency, down = LINKS[profile]
-    print(f"| {profile} ({down / 1e6:g} Mbit/s, {latency} ms) | {p50(visits, 'ready_ms') / 1000:.2f} s | {p50(visits, 'prediction_ms') / 1000:.2f} s | "
-          f"{p50(visits, 'bytes_before_ready') / 1e6:.2f} MB | {p50(visits, 'all_models_ms') / 1000:.1f} s | {p50(visits, 'bytes_total') / 1e6:.1f} MB |")
+    ready = p50(visits, 'ready_ms') / 1000
+    print(f"| {profile} ({down / 1e6:g} Mbit/s, {latency} ms) | {ready:.2f} s | {p50(visits, 'prediction_ms') / 1000:.2f} s | "
+          f"{p50(visits, 'bytes_before_ready') / 1e3:.0f} KB ({p50(visits, 'file_bytes_before_ready') / 1e3:.0f} KB) | {p50(visits, 'all_models_ms') / 1000:.1f} s | "
+          f"{p50(visits, 'bytes_total') / 1e6:.1f} MB ({p50(visits, 'file_bytes_total') / 1e6:.1f} MB) | <= {GOALS[profile]} s: {'met' if ready <= GOALS[profile] else 'not met'} |")
   for mode, visits in report["second_visit"].items():
     print(f"| second visit, {mode} | {p50(visits, 'ready_ms') / 1000:.2f} s | {p50(visits, 'prediction_ms') / 1000:.2f} s | "
-          f"{p50(visits, 'bytes_before_ready') / 1e6:.2f} MB | | |")
+          f"{p50(visits, 'bytes_before_ready') / 1e3:.0f} KB | | | |")
   if not args.quick: args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 if __name__ == "__main__":
