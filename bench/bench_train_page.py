@@ -3,7 +3,8 @@
 accuracy on all 10 000 test digits, with the time it took and the held-out accuracy along the way (time to
 accuracy); meanwhile digits are drawn on the canvas and pointer-up -> bars is timed (the page must stay live). Then,
 in the same Chromium, samples per second of the exporter's training step on both our backends against TensorFlow.js
-training the same network (same optimizer, batch and digits) on each of its backends (train_compare.html).
+training the same network (same optimizer, batch and digits) on each of its backends, and jax-js (its WebAssembly,
+Adam written in it) training the same MLP (train_compare.html).
 
   python bench/bench_train_page.py           # the full run; writes bench/train_page.json
   python bench/bench_train_page.py --quick   # a short training and a few steps of each (make test: proves the harness)
@@ -120,8 +121,10 @@ def main():
   for name, rows in raw.items():
     ours = max((k for k in rows if k.startswith("ours") and "samplesPerSecond" in rows[k]), key=lambda k: rows[k]["samplesPerSecond"])
     theirs = max((k for k in rows if k.startswith("tfjs") and "samplesPerSecond" in rows[k]), key=lambda k: rows[k]["samplesPerSecond"], default=None)
+    jax = rows.get("jax-js-wasm", {}).get("samplesPerSecond")
     report["steps_per_second"][name] = {"backends": rows, "fastest_ours": ours, "fastest_tfjs": theirs,
-                                        "ours_over_tfjs": rows[ours]["samplesPerSecond"] / rows[theirs]["samplesPerSecond"] if theirs else None}
+                                        "ours_over_tfjs": rows[ours]["samplesPerSecond"] / rows[theirs]["samplesPerSecond"] if theirs else None,
+                                        "ours_wasm_over_jax": rows["ours-wasm"]["samplesPerSecond"] / jax if jax and "samplesPerSecond" in rows["ours-wasm"] else None}
   print(f"{report.get('browser', 'headless Chromium')} on {report['machine']}\n")
   print("| network | backend | digits | epochs | steps (batch) | accuracy on 10 000 | training time | digits/s | pointer-up -> bars p50 / p95 while training | goal |")
   print("|---|---|---|---|---|---|---|---|---|---|")
@@ -139,6 +142,7 @@ def main():
       mark = " (fastest of ours)" if backend == m["fastest_ours"] else " (fastest TF.js)" if backend == m["fastest_tfjs"] else ""
       print(f"| {name} | {backend}{mark} | {r['msPerStep']:.2f} | {r['samplesPerSecond']:,.0f} | {r['firstLoss']:.3f} -> {r['lastLoss']:.3f} |")
     if m["ours_over_tfjs"]: print(f"| {name} | ours / fastest TF.js | | {m['ours_over_tfjs']:.2f}x | |")
+    if m["ours_wasm_over_jax"]: print(f"| {name} | ours wasm / jax-js wasm | | {m['ours_wasm_over_jax']:.2f}x | |")
   if not args.quick: args.json.write_text(json.dumps(report, indent=1) + "\n")
 
 if __name__ == "__main__":

@@ -42,6 +42,48 @@ function tfNetwork(tf, model) {
   return { forward, variables: [p.conv1, p.conv2, p.conv3, p.conv4].flatMap((l) => [l.w, l.b]).concat([p.bn1, p.bn2].flatMap((n) => [n.gamma, n.beta]), [p.w, p.b]) };
 }
 
+/** jax-js (`@jax-js/jax`, its WebAssembly backend: threads where the page is cross-origin isolated) training the same MLP
+ *  (ReLU, no batch norm) with Adam written in it (its optimizer package is not on npm), one jitted step: a step function
+ *  for `timed`, or an error for networks it is not written for here. */
+async function jaxStep(jax, meta, batch, lr) {
+  const model = meta.config.model;
+  if (model.act !== "relu" || model.bn || model.dropout) throw new Error("the jax-js MLP here is ReLU without batch norm or dropout");
+  const { numpy: np, nn, valueAndGrad, jit, tree, random } = jax;
+  await jax.init("wasm");
+  jax.defaultDevice("wasm");
+  const sizes = [784, ...Array(model.depth).fill(model.width), 10], keys = [...random.split(random.key(1), sizes.length - 1)];
+  const uniform = (key, shape, fanIn) => random.uniform(key, shape, { minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn) });
+  let params = Object.fromEntries(sizes.slice(1).flatMap((out, i) => [[`w${i}`, uniform(keys[i], [sizes[i], out], sizes[i])], [`b${i}`, np.zeros([out])]]));
+  const zeros = () => tree.map((a) => np.zerosLike(a), tree.map((a) => a.ref, params));
+  let m = zeros(), v = zeros(), t = 0;
+  const loss = (p, x, y) => {   // jax-js moves its arguments: every array used twice is taken with .ref
+    let h = x;
+    for (let i = 0; i < sizes.length - 1; i++) { h = np.dot(h, p[`w${i}`]).add(p[`b${i}`]); if (i < sizes.length - 2) h = nn.relu(h); }
+    return nn.logSoftmax(h).mul(y).sum().mul(-1 / batch);
+  };
+  const [b1, b2, eps] = [0.9, 0.999, 1e-8];
+  const step = jit((p, m, v, x, y, rate, c1, c2) => {
+    const [value, g] = valueAndGrad(loss)(tree.map((a) => a.ref, p), x, y), next = [{}, {}, {}];
+    for (const k of Object.keys(p)) {
+      next[1][k] = m[k].mul(b1).add(g[k].ref.mul(1 - b1));
+      next[2][k] = v[k].mul(b2).add(g[k].ref.mul(g[k]).mul(1 - b2));
+      next[0][k] = p[k].sub(next[1][k].ref.mul(c1.ref).div(np.sqrt(next[2][k].ref.mul(c2.ref)).add(eps)).mul(rate.ref));
+    }
+    c1.dispose(); c2.dispose(); rate.dispose();
+    return [value, ...next];
+  });
+  return async ({ x, y }, read) => {
+    t += 1;
+    const onehot = new Float32Array(batch * 10);
+    y.forEach((label, i) => { onehot[i * 10 + label] = 1; });
+    const [value, p, m2, v2] = step(params, m, v, np.array(x).reshape([batch, 784]), np.array(onehot).reshape([batch, 10]), np.array(lr),
+                                    np.array(1 / (1 - b1 ** t)), np.array(1 / (1 - b2 ** t)));
+    [params, m, v] = [p, m2, v2];
+    if (!read) { await jax.blockUntilReady(value); value.dispose(); return null; }
+    return (await value.data())[0];
+  };
+}
+
 /** `count` batches of `batch` digits, normalised with the model's mean and std, cycling through `images`/`labels`. */
 function batches(meta, images, labels, batch, count) {
   const n = labels.length, out = [];
@@ -62,7 +104,7 @@ function batches(meta, images, labels, batch, count) {
  *  each trainer model on our backends ("ours-webgpu", "ours-wasm": the loss read back as the page does, every step on
  *  WebAssembly and every 8th on WebGPU) and on each TF.js backend in `tfBackends` (the loss read every 8th step).
  *  `bytes(url)` reads a file; `gpu` is a GPUDevice or null; `images` (u8, 784 per digit) and `labels` (u8) MNIST digits. */
-export async function trainCompare({ names, steps, warmup = 3, images, labels, tf, gpu, bytes, tfBackends, wasm = { threads: 1, fma: false } }) {
+export async function trainCompare({ names, steps, warmup = 3, images, labels, tf, gpu, bytes, tfBackends, wasm = { threads: 1, fma: false }, jax = null }) {
   const results = {};
   for (const name of names) {
     const meta = JSON.parse(new TextDecoder().decode(await bytes(new URL(`${name}/${name}.json`, MODELS))));
@@ -88,6 +130,10 @@ export async function trainCompare({ names, steps, warmup = 3, images, labels, t
         await run.init(1);
         result[`ours-${backend}`] = await timed(async ({ x, y }, read) => (await run.fit(x, y, lr, { read }))?.loss ?? null, backend === "wasm" ? 1 : 8);
       } catch (e) { result[`ours-${backend}`] = { error: e.message }; }
+    }
+    if (jax && meta.config.model.width) {   // the MLP (jax-js's convolutions are not compared here)
+      try { result["jax-js-wasm"] = await timed(await jaxStep(jax, meta, batch, lr), 1); }
+      catch (e) { result["jax-js-wasm"] = { error: e.message }; }
     }
     for (const backend of tfBackends) {
       let network = null;
@@ -122,7 +168,8 @@ if (globalThis.document) {
     const bytes = async (url) => new Uint8Array(await (await fetch(url)).arrayBuffer());
     const decode = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
     return { wasm, results: await trainCompare({ names, steps, warmup, images: decode(images), labels: decode(labels), tf, gpu: (await device(navigator.gpu))?.device ?? null,
-                                                bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"], wasm }) };
+                                                bytes, tfBackends: ["webgpu", "webgl", "cpu", "wasm"], wasm,
+                                                jax: await import("../node_modules/@jax-js/jax/dist/index.js") }) };
   };
   globalThis.trainCompareReady = true;
 }
