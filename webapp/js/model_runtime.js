@@ -338,7 +338,7 @@ export const canShareMemory = () => typeof SharedArrayBuffer === "function" && t
  *  16; 1 where memory cannot be shared) }. */
 export function capabilities() {
   const cores = globalThis.navigator?.hardwareConcurrency ?? 1;
-  return { simd: hasSimd(), fma: hasRelaxedSimd(), threads: canShareMemory() ? Math.max(1, Math.min(16, cores)) : 1 };
+  return { simd: hasSimd(), fma: hasRelaxedSimd(), threads: canShareMemory() ? Math.max(1, Math.min(MAX_THREADS, cores)) : 1 };
 }
 
 /** Byte offsets of the buffers in one WebAssembly arena must not overlap and must stay inside it. */
@@ -519,10 +519,9 @@ async function load(model, backend, options = {}) {
 /** Which WebAssembly build to run: `threads` (default 1) Workers where memory can be shared, relaxed SIMD's fused
  *  multiply-add where the engine validates it (`fma: false` turns it off). */
 function wasmChoice(model, { threads = 1, fma = hasRelaxedSimd() } = {}) {
-  threads = canShareMemory() ? Math.max(1, Math.min(threads, MAX_THREADS)) : 1;
-  const modules = threads > 1 ? model.plan.threads.modules : model.plan.wasm.modules;
-  const module = modules.find((m) => Boolean(m.fma) === Boolean(fma)) ?? modules.find((m) => !m.fma);
-  return { threads, fma: Boolean(module.fma), module };
+  const file = wasmFile(model.meta, { threads, fma });   // one rule for which build, whether from the metadata or the plan
+  const module = [...model.plan.wasm.modules, ...model.plan.threads.modules].find((m) => m.file === file);
+  return { threads: file.startsWith("threads_") ? Math.max(1, Math.min(threads, MAX_THREADS)) : 1, fma: Boolean(module.fma), module };
 }
 
 /** The file key of the WebAssembly module load("wasm", options) starts with, from the metadata alone (so that it can
