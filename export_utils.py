@@ -1,19 +1,26 @@
-"""Export a trained tinygrad model to the browser, as data: the page's one runtime (webapp/js/model_runtime.js) runs it on
-WebGPU (tinygrad's WGSL kernels) or, where WebGPU is missing or slower, on WebAssembly SIMD (tinygrad's C kernels
-compiled by clang), from the same weights file.
+"""Export a trained tinygrad model to the browser, as data: the page's one runtime (webapp/js/runtime/) runs it on WebGPU
+(tinygrad's WGSL kernels) or, where WebGPU is missing or slower, on WebAssembly SIMD (tinygrad's C kernels compiled by
+clang), from the same weights file.
 
   export_model(model, "mnist_mlp", "webapp", label="MLP", metadata={...})
-    ->  webapp/mnist_mlp/  mnist_mlp.json          metadata: the input contract, accuracy, each file's SHA-256
-                           mnist_mlp.plan.json     buffers, programs, dispatches, taps, training specs
-                           mnist_mlp.safetensors   the weights (float16), bound to the kernels' buffers by name
-                           mnist_mlp.wasm, .extras.wasm          the WebAssembly modules
-                           mnist_mlp.wgsl.json, .extras.wgsl.json  the WGSL kernels
-                           mnist_mlp.report.json   the test-set report (given one)
-        webapp/models.json                         the site's models, this one's entry added or replaced
+    ->  webapp/mnist_mlp/  mnist_mlp.json             metadata: the input contract, accuracy, the WebAssembly modules
+                                                      (which build, which programs), each file's SHA-256 and size
+                           mnist_mlp.plan.json        every buffer once, the programs, WebGPU's dispatches, where each
+                                                      module keeps each buffer, the threads' contract, taps, training specs
+                           mnist_mlp.safetensors      the weights (float16), bound to the kernels' buffers by name
+                           mnist_mlp.wgsl.json        the forward's WGSL kernels; .extras.wgsl.json every other program's
+                           mnist_mlp.wasm             the forward's WebAssembly; .extras.wasm every program's
+                           mnist_mlp.fma.wasm         the same with relaxed SIMD's FMA; .extras.fma.wasm
+                           mnist_mlp.threads.wasm     every program, kernels split over Workers; .threads.fma.wasm
+                           mnist_mlp.report.json      the test-set report (given one)
+                           mnist_mlp.schedules.json   the WebAssembly kernels chosen by timing (wasm_beam; the page never
+                                                      loads it, a re-export takes it again)
+        webapp/models.json                            the site's models, this one's entry added or replaced
 
 The steps, each an idea of its own module in exporter/: prove the WebGPU adapter (dawn), capture every program with
 TinyJit on both backends (programs, capture; the WebAssembly kernels optionally chosen by timing, wasm_search), lay the
-captures out as a plan and compile the code (plan, wasm), write the folder atomically and list it (files).
+captures out as a plan and compile the code (plan, wasm; what the runtime may rely on: contract), write the folder
+atomically and list it (files).
 """
 import os, time
 from pathlib import Path
@@ -50,14 +57,14 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", label:str|No
   weights, stored_as = _weights_file(state, weights_dtype, name)
   searched = _searching(wasm_beam, wasm_schedules or {})
   programs, about = export_programs(model, state, finetune, fit, on_cpu=searched.on_cpu)
-  plan, files = build_plan(programs, about, reassociate=searched.reassociate)
+  plan, files, modules = build_plan(programs, about, reassociate=searched.reassociate)
   files = {"plan": _json(plan), "weights": weights, **files, **({"report": _json(report)} if report is not None else {})}
   meta = {"name": name, **(metadata or {}), **({"test_accuracy": report["accuracy"]} if report is not None else {}),
           "params": (metadata or {}).get("params", sum(int(np.prod(v.shape)) for v in state.values())),
           "weights_dtype": stored_as, "tinygrad_version": _version(), **input_contract(),
           "finetune": about["train"], "fit": about["fit"] and {k: v for k, v in about["fit"].items() if k != "init"},
           "taps": [{k: t[k] for k in ("name", "shape", "weight")} for t in plan["taps"]],
-          "kernels": len(plan["webgpu"]["kernels"]), "dispatches": len(plan["webgpu"]["programs"]["forward"]), "backends": ["webgpu", "wasm"],
+          "kernels": len(plan["webgpu"]["kernels"]), "dispatches": len(plan["webgpu"]["dispatches"]["forward"]), "backends": ["webgpu", "wasm"], "wasm_modules": modules,
           "wasm_kernels": len({d["kernel"] for d in programs["forward"]["wasm"].dispatches}), "wasm_beam": wasm_beam,
           **({"wasm_schedules": f"{name}.schedules.json"} if searched.chosen else {}), "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
   return write_export(Path(out_dir), name, files, meta, label or name, "train" if fit else "predict", searched.chosen or None)

@@ -1,4 +1,4 @@
-/** Tailwind scans the page and its hand-written modules (not the generated model modules). */
+/** Tailwind scans the page and its modules. */
 export default {
   content: ["webapp/index.html", "webapp/js/**/*.js"],
   darkMode: "class",

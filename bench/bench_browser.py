@@ -58,21 +58,21 @@ def floor_module(name:str) -> tuple[str, int]:
 
 # run() timed one at a time (p50/p95 of single runs), or in groups (the mean of `group` back to back, as the floor is)
 RUN_LOOP = """async ([name, n, group]) => {
-  const model = mnistApp.runtime.models.get(name);
-  if (!model.run) throw new Error(`${name} has no backend`);
+  const run = mnistApp.run(name);
+  if (!run) throw new Error(`${name} has no backend`);
   const x = new Float32Array(784).map((_, i) => ((i * 7919) % 255) / 255 - 0.4);
   const times = [];
-  for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < group; k++) await model.run(x); times.push((performance.now() - t) / group); }
+  for (let i = 0; i < n; i++) { const t = performance.now(); for (let k = 0; k < group; k++) await run(x); times.push((performance.now() - t) / group); }
   return times;
 }"""
 
 PREPROCESS_LOOP = """async ([name, n]) => {
   const { preprocess } = await import("./js/preprocess.js");
-  const contract = mnistApp.runtime.models.get(name).meta;
+  const contract = mnistApp.run(name).meta;
   const times = [];
   for (let i = 0; i < n; i++) {
     const t = performance.now();
-    preprocess(mnistApp.pad.pixels(), 280, 280, contract);
+    preprocess(mnistApp.pixels(), 280, 280, contract);
     times.push(performance.now() - t);
   }
   return times;
@@ -122,8 +122,8 @@ def main():
     report["cold_load_ms"] = {"ready_p50": pct(loads, 50), "settled_p50": pct(settles, 50)}
     page = open_app(browser, url)
     page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
-    report["adapter"] = page.evaluate("mnistApp.runtime.adapterName")
-    report["auto_choice"] = dict(page.evaluate("[...mnistApp.runtime.models.values()].map(m => [m.name, m.backend])"))
+    report["adapter"] = page.evaluate("mnistApp.adapter()")
+    report["auto_choice"] = dict(page.evaluate("mnistApp.models().map(m => [m.name, m.backend])"))
     rng = np.random.default_rng(0)
     for name in MODELS:
       page.get_by_test_id("model-select").select_option(name)

@@ -19,7 +19,7 @@ WARMUP = 3
 
 STEPS_IN_PAGE = """async ({name, backend, n, warmup}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const { openModel } = await import("./js/model_runtime.js");
+  const { openModel } = await import("./js/runtime/index.js");
   const model = await openModel(`${name}/${name}.json`);
   const run = await model.load(device);
   const { batch, lr } = model.train;

@@ -45,7 +45,7 @@ const report = { machine: `${arch()}, ${cpus()[0]?.model ?? "cpu"} (${cpus().len
 
 for (const name of NAMES) {
   const meta = JSON.parse(new TextDecoder().decode(read(new URL(`${name}/${name}.json`, MODELS))));
-  const { openModel } = await import("../webapp/js/model_runtime.js");
+  const { openModel } = await import("../webapp/js/runtime/index.js");
   const model = await openModel(meta, { base: new URL(`${name}/`, MODELS), fetchFile: async (url) => read(url) });
   const run = await model.load(gpu ? gpu.device : "wasm", { weights: null });
   const settings = { samples: args.quick ? 3000 : 60000, epochs: args.quick ? 1 : Number(args.epochs ?? meta.fit.epochs), lr: Number(args.lr ?? meta.fit.lr),

@@ -27,7 +27,7 @@ from browser import chromium, serve_like_pages, throttle, LINKS
 # the first prediction is on the screen.
 WATCH = """
 window.__drawAtOnce = (pixels) => {
-  const wait = setInterval(() => { if (window.mnistApp) { clearInterval(wait); mnistApp.pad.drawImage(new Uint8Array(pixels)); } }, 5);
+  const wait = setInterval(() => { if (window.mnistApp) { clearInterval(wait); mnistApp.drawImage(new Uint8Array(pixels)); } }, 5);
 };
 new MutationObserver(() => {
   if (document.body?.dataset.ready === 'true') window.__readyAt ??= performance.now();
@@ -59,7 +59,7 @@ def cold_visit(browser, url:str, profile:str, digit, label:int) -> dict:
   throttle(page, profile)
   result = visit(page, url, digit, label)
   # (an older page without the runtime's event log: until it has settled, which it did only once every model was in)
-  downloaded = "mnistApp.runtime.events?.find((e) => e.event === 'downloaded')?.t ?? (document.body.dataset.settled === 'true' && performance.now())"
+  downloaded = "mnistApp.events().find((e) => e.event === 'downloaded')?.t ?? (document.body.dataset.settled === 'true' && performance.now())"
   result["all_models_ms"] = round(page.wait_for_function(downloaded, timeout=600_000, polling=100).json_value(), 1)
   result["bytes_total"] = page.evaluate(BYTES_BEFORE, [1e12, WIRE])
   result["file_bytes_total"] = page.evaluate(BYTES_BEFORE, [1e12, FILES])

@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { cpus, arch } from "node:os";
 import { parseArgs } from "node:util";
 import { WEBAPP, read, loadMnist, trainToAccuracy } from "./node_training.mjs";
-import { openModel, capabilities } from "../webapp/js/model_runtime.js";
+import { openModel, capabilities } from "../webapp/js/runtime/index.js";
 
 const { values: args } = parseArgs({ options: { quick: { type: "boolean" }, threads: { type: "string" }, train: { type: "boolean" }, json: { type: "string" } } });
 const cores = cpus().length;

@@ -62,7 +62,7 @@ def train_in_panel(browser, url, name:str, samples:int, epochs:float|None, seed:
   page.get_by_test_id("trainer").click()
   page.wait_for_function("document.querySelector('[data-testid=train-status]')?.dataset.state === 'idle'", timeout=120_000)
   page.get_by_test_id("train-model").select_option(name)
-  page.wait_for_function("mnistApp.trainer.data && mnistApp.trainer.data.train.count === 60000 && mnistApp.trainer.data.test.count === 10000", timeout=120_000)
+  page.wait_for_function("mnistApp.trainer()?.digits?.train === 60000 && mnistApp.trainer().digits.test === 10000", timeout=120_000)
   fields = {"samples": samples, "seed": seed, "backend": "wasm", **({"epochs": epochs} if epochs else {})}
   for field, value in fields.items():
     if field == "backend": page.get_by_test_id("train-backend").select_option(value)
@@ -75,7 +75,7 @@ def train_in_panel(browser, url, name:str, samples:int, epochs:float|None, seed:
   page.evaluate("window.__drawing = false")
   status = page.get_by_test_id("train-status").text_content()
   if page.get_by_test_id("train-status").get_attribute("data-state") != "done": sys.exit(f"error: {name}: {status}")
-  result = page.evaluate("({ summary: mnistApp.trainer.result.summary, heldOut: mnistApp.trainer.result.curves.heldOut, latencies: window.__latencies })")
+  result = page.evaluate("({ summary: mnistApp.trainer().result.summary, heldOut: mnistApp.trainer().result.curves.heldOut, latencies: window.__latencies })")
   page.close()
   if errors: sys.exit(f"error: the page failed while training {name}: {errors[0]}")
   s, lat = result["summary"], sorted(result["latencies"])

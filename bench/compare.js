@@ -4,7 +4,7 @@
 // TF.js runs the model as the usual hand-written graph of its ops (functional ops: tf-core alone has no chained ones),
 // with the weights read from the exporter's safetensors file. Used by compare.html in Chromium (bench_vs_tfjs.py) and
 // by bench_gpu.mjs in Node.
-import { parseSafetensors, readSafetensors, openModel, capabilities } from "../webapp/js/model_runtime.js";
+import { parseSafetensors, readSafetensors, openModel, capabilities } from "../webapp/js/runtime/index.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
 

@@ -3,7 +3,7 @@
 // training the same architecture with its own autodiff and Adam on each of its backends. Used by train_compare.html in
 // Chromium (bench_train_page.py) and by bench_gpu.mjs in Node.
 import { device, wasmThreads } from "./compare.js";
-import { openModel } from "../webapp/js/model_runtime.js";
+import { openModel } from "../webapp/js/runtime/index.js";
 
 const MODELS = new URL("../webapp/", import.meta.url);
 

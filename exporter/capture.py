@@ -11,12 +11,12 @@ import contextlib
 from typing import NamedTuple
 import numpy as np
 from exporter import ExportError
+from exporter.contract import MAX_THREADS
 
 # Each backend's kernels, by the tinygrad device whose renderer writes them (WGSL on WEBGPU, C compiled to wasm on CPU) and
 # the CPU threads tinygrad may split a kernel over ("threads": the WebAssembly module that runs on several Workers; its
-# kernels take their part's number, core_id, as a last argument).
-THREADS = 16   # the most parts a kernel is split into: a page runs them on as many Workers as it has, up to this
-BACKENDS = {"webgpu": ("WEBGPU", 1), "wasm": ("CPU", 1), "threads": ("CPU", THREADS)}
+# kernels take their part's number, core_id, as a last argument; a page runs the parts on as many Workers as it has).
+BACKENDS = {"webgpu": ("WEBGPU", 1), "wasm": ("CPU", 1), "threads": ("CPU", MAX_THREADS)}
 
 class Captured(NamedTuple):
   kernels: list[dict]      # unique programs: {function, source}

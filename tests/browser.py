@@ -62,7 +62,7 @@ def serve(folder:Path, mount:str|tuple="/", cache_control:str="no-store", server
       if path.endswith("/__blank.html"): return self.page(b'<!doctype html><meta charset="utf-8"><title>blank</title>')
       seen.requests.append(path)
       name = path.rsplit("/", 1)[-1]
-      if self.path.rsplit("/", 1)[-1] in seen.bad: name = self.path.rsplit("/", 1)[-1]   # "x.js?thread": that URL only
+      if self.path.rsplit("/", 1)[-1] in seen.bad: name = self.path.rsplit("/", 1)[-1]   # "x.json?v=...": that URL only
       if name in seen.bad:
         data = Path(self.translate_path(path)).read_bytes()
         data = data[:len(data) // 2] + bytes([data[len(data) // 2] ^ 1]) + data[len(data) // 2 + 1:] if seen.bad[name] == "flipped" \
@@ -232,7 +232,7 @@ def draw_digit(page, digit, height_frac:float, rng):
 # runtime, normalise the first `count` images with the metadata's mean/std (as the app does) and run them all on one
 # backend; `weights` (a URL) and `verify` replace the model's own weights file and its check
 RUN_IN_PAGE = """async ({name, count, verify, weights, backend}) => {
-  const { openModel } = await import(new URL("js/model_runtime.js", location.href));
+  const { openModel } = await import(new URL("js/runtime/index.js", location.href));
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
   let run, meta;
   try {

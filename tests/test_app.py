@@ -160,7 +160,7 @@ def test_a_corrupt_model_is_reported_and_the_other_still_works(broken_site, chro
     assert page.get_by_test_id("prediction").text_content() == str(y[1])
 
 TRAIN_ONE_STEP = """async (name) => {
-  const { openModel } = await import("./js/model_runtime.js");
+  const { openModel } = await import("./js/runtime/index.js");
   const model = await openModel(`${name}/${name}.json`), run = await model.load("wasm", { weights: null });
   await run.init(1);
   const { batch } = model.fit, images = Float32Array.from({ length: batch * 784 }, (_, i) => Math.sin(i)), labels = new Int32Array(batch);
@@ -173,7 +173,7 @@ def test_a_runtime_edit_needs_no_re_export(tmp_path, chromium_no_webgpu, mnist_t
   site = tmp_path / "site"
   shutil.copytree(WEBAPP, site, ignore=shutil.ignore_patterns("mnist_*", "samples"))
   for folder in [*WEBAPP.glob("mnist_*"), WEBAPP / "samples"]: (site / folder.name).symlink_to(folder)
-  runtime = site / "js" / "model_runtime.js"
+  runtime = site / "js" / "runtime" / "programs.js"
   runtime.write_text(runtime.read_text().replace("  run.meta = model.meta;", "  run.meta = model.meta;\n  run.edited = true;", 1))
   manifest = json.loads((WEBAPP / "models.json").read_text())["models"]
   x, y = mnist_test_set
@@ -181,10 +181,10 @@ def test_a_runtime_edit_needs_no_re_export(tmp_path, chromium_no_webgpu, mnist_t
     page = open_app(chromium_no_webgpu, url)
     for m in (m for m in manifest if m["role"] == "predict"):
       _select(page, m["name"])
-      page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[3].reshape(-1).tolist())
+      page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[3].reshape(-1).tolist())
       wait_settled(page)
       assert page.get_by_test_id("prediction").text_content() == str(y[3]), m["name"]
-      assert page.evaluate("(name) => mnistApp.runtime.models.get(name).run.edited", m["name"]) is True
+      assert page.evaluate("(name) => mnistApp.run(name).edited", m["name"]) is True
     for m in (m for m in manifest if m["role"] == "train"):
       got = page.evaluate(TRAIN_ONE_STEP, m["name"])
       assert got["edited"] and 0 < got["loss"] < 10, (m["name"], got)
@@ -230,7 +230,7 @@ def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered
   page = context.new_page()
   page.goto(url)
   page.wait_for_function("document.body.dataset.settled === 'true'", timeout=120_000)
-  timed = page.evaluate("[...mnistApp.runtime.models.values()].map(m => [m.name, m.backend, Object.fromEntries([...m.backends].map(([k, b]) => [k, b.ms]))])")
+  timed = page.evaluate("mnistApp.models().map(m => [m.name, m.backend, m.timings])")
   for name, chosen, ms in timed:
     assert set(ms) == {"webgpu", "wasm"} and all(v > 0 for v in ms.values()), (name, ms)
     assert chosen == min(ms, key=ms.get), (name, chosen, ms)
@@ -248,10 +248,7 @@ def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered
   assert page.get_by_test_id("backend-select").input_value() == "webgpu" and page.evaluate("document.body.dataset.backend") == "webgpu"
   context.close()
 
-SLOW_DOWN = """([kind, ms]) => {
-  const m = mnistApp.runtime.models.get("mnist_convnet"), b = m.backends.get(kind), run = b.run;
-  b.run = async (...args) => { const t = performance.now(); while (performance.now() - t < ms) {} return run(...args); };   // a busy CPU or GPU
-}"""
+SLOW_DOWN = "([kind, ms]) => mnistApp.slowDown('mnist_convnet', kind, ms)"   # a busy CPU or GPU
 
 def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_flap(gpu_app, mnist_test_set):
   url, browser = gpu_app
@@ -260,23 +257,21 @@ def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_fla
   chosen = page.evaluate("document.body.dataset.backend")
   other = {"wasm": "webgpu", "webgpu": "wasm"}[chosen]
   # timed again now, under whatever else this machine is running, so that "within the noise" means the noise of now
-  timed = page.evaluate("""async () => { const m = mnistApp.runtime.models.get('mnist_convnet');
-    for (const k of m.backends.keys()) await m.time(k);
-    return Object.fromEntries([...m.backends].map(([k, b]) => [k, b.ms])); }""")
+  timed = page.evaluate("mnistApp.retime('mnist_convnet')")
   samples = [d.reshape(-1).tolist() for d in mnist_test_set[0][:30]]
   def predict_all():
     for d in samples:
-      page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", d)
+      page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", d)
       wait_settled(page)
   # within the noise: slower in use by less than the threshold, nothing is re-timed and nothing changes
   page.evaluate(SLOW_DOWN, [chosen, 0.2 * timed[chosen]])
   predict_all()
-  assert page.evaluate("mnistApp.runtime.events.filter(e => e.event === 'rechecked').length") == 0
+  assert page.evaluate("mnistApp.events().filter(e => e.event === 'rechecked').length") == 0
   assert page.evaluate("document.body.dataset.backend") == chosen
   # the backend in use becomes much slower than the other: re-timed, and the other one takes over
   page.evaluate(SLOW_DOWN, [chosen, 10 * timed[other] + 50])             # by far more than another test's load could slow the other
   predict_all()
-  page.wait_for_function("mnistApp.runtime.events.some(e => e.event === 'rechecked')", timeout=60_000)
+  page.wait_for_function("mnistApp.events().some(e => e.event === 'rechecked')", timeout=60_000)
   page.wait_for_function("b => document.body.dataset.backend === b", arg=other, timeout=10_000)
   predict_all()
   assert page.get_by_test_id("inference-ms").text_content().endswith({"wasm": "WebAssembly", "webgpu": "WebGPU"}[other])
@@ -289,7 +284,7 @@ def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(gpu_app,
   page = context.new_page()
   page.goto(url)
   _use_backend(page, "webgpu")
-  page.evaluate("mnistApp.runtime.device.destroy()")
+  page.evaluate("mnistApp.loseGPU()")
   page.wait_for_function("document.body.dataset.backend === 'wasm'", timeout=10_000)   # the fallback takes over at once
   x, y = mnist_test_set
   draw_digit(page, x[2], 0.7, np.random.default_rng(2))
@@ -343,7 +338,7 @@ def test_an_updated_model_is_not_stuck_behind_the_offline_cache(tmp_path, quick_
       _select(page, "mnist_mlp")
       info = page.locator("#model-info").text_content()
       assert info.startswith(f"{new['test_accuracy']:.2f}%") and f"{new['params']:,}" in info, (offline, info)
-      assert page.evaluate("mnistApp.runtime.models.get('mnist_mlp').backends.size") == 2, offline
+      assert page.evaluate("Object.keys(mnistApp.model('mnist_mlp').timings).length") == 2, offline
     context.close()
 
 def test_try_a_sample_draws_a_real_digit(app):

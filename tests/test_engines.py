@@ -88,7 +88,7 @@ def test_a_sample_and_a_model_switch(app, mnist_test_set):
 def test_the_inside_view_and_the_report_open(app, mnist_test_set):
   page = app
   x, y = mnist_test_set
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
   settled(page)
   click(page, "inside")
   page.wait_for("[...document.querySelectorAll('[data-testid=activations] > [data-layer]')].length > 0 && "
@@ -111,7 +111,7 @@ def test_fine_tuning_runs(app, mnist_test_set):
   select(page, "model-select", "mnist_mlp")                                  # (the CNN's step is the slower one in WebKit)
   page.wait_for("document.body.dataset.ready === 'true'", timeout=120)
   for i in np.nonzero(y[:200] == 3)[0][:2]:
-    page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[i].reshape(-1).tolist())
+    page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[i].reshape(-1).tolist())
     settled(page)
     click(page, "correct-3")
   page.wait_for("document.querySelector('[data-testid=examples-count]').textContent === '2 examples'")
@@ -119,7 +119,7 @@ def test_fine_tuning_runs(app, mnist_test_set):
   page.wait_for("['done', 'error'].includes(document.querySelector('[data-testid=finetune-status]').dataset.state)", timeout=300)
   status = text(page, "finetune-status")
   assert status.startswith("Done in"), status
-  summary = page.evaluate("() => mnistApp.teacher.summary(mnistApp.runtime.models.get('mnist_mlp'))")
+  summary = page.evaluate("() => mnistApp.model('mnist_mlp').finetuned")
   assert summary["steps"] == 60 and summary["backend"] == "wasm" and summary["after"]["mnist"] >= summary["before"]["mnist"] - 1
   assert page.evaluate("() => document.body.dataset.finetuned") == "true"
 
@@ -142,7 +142,7 @@ RUN_WASM = """async ({names, images}) => {
   const pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0)), out = {};
   for (const name of names) {
     const url = (file) => new URL(`${name}/${file}`, location.href).href;
-    const { loadModel } = await import(new URL("js/model_runtime.js", location.href));
+    const { loadModel } = await import(new URL("js/runtime/index.js", location.href));
     const meta = await (await fetch(url(`${name}.json`))).json();
     const run = await loadModel(url(`${name}.json`), "wasm", { fma: false });   // plain SIMD, which every engine runs
     const logits = [];
@@ -187,6 +187,6 @@ def test_training_from_scratch(app, mnist_test_set):
   assert accuracy > 80, accuracy
   click(page, "train-use")
   page.wait_for("document.querySelector('[data-testid=model-select]').value === 'trained' && document.body.dataset.ready === 'true'", timeout=60)
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[1].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[1].reshape(-1).tolist())
   settled(page)
   assert text(page, "prediction") == str(y[1])

@@ -59,39 +59,44 @@ def test_export_files_and_metadata(quick_exports, name):
 def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   folder, _ = quick_exports[name]
   model, _ = build_model(folder)
-  plan = read_plan(folder)
-  webgpu, wasm = plan["webgpu"], plan["wasm"]
-  weight_buffers = [b for b in webgpu["buffers"] if b["kind"] == "weight"]
+  plan, meta = read_plan(folder), json.loads((folder / f"{name}.json").read_text())
+  buffers = plan["buffers"]                                                # every backend's buffers, stated once
+  weight_buffers = [b for b in buffers if b["kind"] == "weight"]
   state = _float_state(model)
   assert len(weight_buffers) == len(state) and {b["name"] for b in weight_buffers} == state
   tensors = load_file(folder / f"{name}.safetensors")
   assert set(tensors) == state
   # stored as float16 (half the download), computed in float32: each buffer holds twice the stored bytes
   for b in weight_buffers: assert tensors[b["name"]].dtype == np.float16 and b["bytes"] == 2 * tensors[b["name"]].nbytes
-  for backend in (webgpu, wasm):
-    # the image that forward and taps share, and the training step's batch and learning rate
-    assert sorted(b["name"] for b in backend["buffers"] if b["kind"] == "input") == ["images", "input", "labels", "lr"]
-    # Adam's state for the trained tensors (the last layer): moments from 0, its running beta products from 1
-    trains, states = set(plan["train"]["trains"]), {b["name"]: b["init"] for b in backend["buffers"] if b["kind"] == "state"}
-    assert trains and trains <= state and all(k.startswith(sorted(trains)[0].rsplit(".", 1)[0]) for k in trains)
-    assert set(states) == {"adam.lr", "adam.b1_t", "adam.b2_t"} | {f"adam.{m}.{k}" for m in "mv" for k in trains}
-    assert states["adam.b1_t"] == states["adam.b2_t"] == 1 and all(states[f"adam.{m}.{k}"] == 0 for m in "mv" for k in trains)
-    assert [b["name"] for b in backend["buffers"] if b["kind"] == "output" and b["program"] == "forward"] == ["output"]
-    assert {b["name"] for b in backend["buffers"] if b["kind"] == "weight"} == state        # weights shared by name
-  assert {i for ds in webgpu["programs"].values() for d in ds for i in d["buffers"]} == set(range(len(webgpu["buffers"])))
+  # the image that forward and taps share, and the training step's batch and learning rate
+  assert sorted(b["name"] for b in buffers if b["kind"] == "input") == ["images", "input", "labels", "lr"]
+  assert plan["inputs"]["forward"] == {"input": next(i for i, b in enumerate(buffers) if b["name"] == "input")}
+  # Adam's state for the trained tensors (the last layer): moments from 0, its running beta products from 1
+  trains, states = set(plan["train"]["trains"]), {b["name"]: b["init"] for b in buffers if b["kind"] == "state"}
+  assert trains and trains <= state and all(k.startswith(sorted(trains)[0].rsplit(".", 1)[0]) for k in trains)
+  assert set(states) == {"adam.lr", "adam.b1_t", "adam.b2_t"} | {f"adam.{m}.{k}" for m in "mv" for k in trains}
+  assert states["adam.b1_t"] == states["adam.b2_t"] == 1 and all(states[f"adam.{m}.{k}"] == 0 for m in "mv" for k in trains)
+  assert [b["name"] for b in buffers if b["kind"] == "output" and b["program"] == "forward"] == ["output"]
+  webgpu = plan["webgpu"]
+  assert list(webgpu["dispatches"]) == plan["programs"] == ["forward", "taps", "train"]
+  in_modules = {i for layout in plan["wasm"].values() for i, o in enumerate(layout["offsets"]) if o is not None}
+  assert {i for ds in webgpu["dispatches"].values() for d in ds for i in d["buffers"]} | in_modules == set(range(len(buffers)))
   # the WebAssembly modules read the same weights file: every tensor at its own place in the arena, none overlapping
-  assert {b["name"]: b["bytes"] for b in wasm["buffers"] if b["kind"] == "weight"} == {k: 2 * t.nbytes for k, t in tensors.items()}
-  for module in wasm["modules"]:
-    spans = sorted((o, o + b["bytes"]) for b, o in zip(wasm["buffers"], module["offsets"]) if o is not None)
-    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(o % 16 == 0 for o, _ in spans)
-  base, base_fma, extras, extras_fma = wasm["modules"]
-  assert [m["file"] for m in wasm["modules"]] == ["wasm", "wasm_fma", "extras_wasm", "extras_wasm_fma"] and "forward" in base["programs"]
-  assert base["programs"] == base_fma["programs"] and extras["programs"] == extras_fma["programs"] and base["offsets"] == base_fma["offsets"]
+  modules = {m["file"]: m for m in meta["wasm_modules"]}
+  assert set(modules) == set(plan["wasm"]) == {"wasm", "wasm_fma", "extras_wasm", "extras_wasm_fma", "threads_wasm", "threads_wasm_fma"}
+  for file, layout in plan["wasm"].items():
+    spans = sorted((o, o + b["bytes"]) for b, o in zip(buffers, layout["offsets"]) if o is not None)
+    assert all(end <= nxt for (_, end), (nxt, _) in zip(spans, spans[1:])) and all(o % 16 == 0 for o, _ in spans), file
+    assert all(layout["offsets"][i] is not None for i, b in enumerate(buffers) if b["kind"] == "weight"), file
+  base, extras = modules["wasm"], modules["extras_wasm"]
+  assert base["programs"] == modules["wasm_fma"]["programs"] and plan["wasm"]["wasm"]["offsets"] == plan["wasm"]["wasm_fma"]["offsets"]
   # the training step comes on demand: its kernels are in the extras files, not in what a first visit loads
-  assert "train" not in base["programs"] and set(extras["programs"]) == set(wasm["programs"])
-  threads = plan["threads"]                                                # one module with every program, for Workers
-  assert [m["file"] for m in threads["modules"]] == ["threads_wasm", "threads_wasm_fma"] and set(threads["programs"]) == set(wasm["programs"])
-  in_forward = {d["kernel"] for d in webgpu["programs"]["forward"]}
+  assert "forward" in base["programs"] and "train" not in base["programs"] and extras["programs"] == plan["programs"]
+  # one module with every program, for Workers: as many as the contract's maximum, on a memory of the plan's size
+  for file in ("threads_wasm", "threads_wasm_fma"):
+    assert modules[file]["threads"] == plan["threads"]["max"] > 1 and modules[file]["programs"] == plan["programs"]
+    assert plan["wasm"][file]["memory"] % 65536 == 0 and set(plan["wasm"][file]["split"]) <= set(plan["programs"])
+  in_forward = {d["kernel"] for d in webgpu["dispatches"]["forward"]}
   assert all(k["file"] == ("wgsl" if i in in_forward else "extras_wgsl") for i, k in enumerate(webgpu["kernels"]))
   wgsl = json.loads((folder / f"{name}.wgsl.json").read_text())
   assert set(wgsl) == {str(i) for i in in_forward}
@@ -104,7 +109,7 @@ def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_expo
     import {{ readFileSync }} from "node:fs";
     import {{ fileURLToPath }} from "node:url";
     globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(url)));
-    const {{ loadModel }} = await import({(ROOT / "webapp" / "js" / "model_runtime.js").as_uri()!r});
+    const {{ loadModel }} = await import({(ROOT / "webapp" / "js" / "runtime" / "index.js").as_uri()!r});
     const run = await loadModel(new URL({(folder / "mnist_convnet.json").as_uri()!r}), "wasm");
     const x = readFileSync(0);
     process.stdout.write(JSON.stringify(Array.from(await run(new Float32Array(x.buffer, x.byteOffset, 784)))));"""
@@ -189,7 +194,7 @@ def test_exporter_accepts_the_working_adapter():
 def _manifest() -> list[dict]: return json.loads((ROOT / "webapp" / "models.json").read_text())["models"]
 
 def test_the_site_serves_data_and_one_runtime():
-  """No JavaScript under webapp/ but the page's own modules: every model is data that js/model_runtime.js runs. The
+  """No JavaScript under webapp/ but the page's own modules: every model is data that js/runtime/ runs. The
   manifest lists every model folder, each entry with the folder's own metadata."""
   webapp = ROOT / "webapp"
   assert {p.relative_to(webapp).parts[0] for p in webapp.rglob("*.js")} <= {"js", "sw.js"}

@@ -19,7 +19,7 @@ LOSS_RTOL, WEIGHT_ATOL = 1e-4, 2e-5   # float32 sums in another order, on anothe
 
 TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps, frozen}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const { openModel } = await import("./js/model_runtime.js");
+  const { openModel } = await import("./js/runtime/index.js");
   const model = await openModel(`${name}/${name}.json`);
   const run = await model.load(device);
   const batch = model.train.batch;
@@ -104,11 +104,10 @@ def writer(mnist_test_set):
   return mirrored[:N_TAUGHT], mirrored[N_TAUGHT:N_TAUGHT + N_WRITER_HELD_OUT]
 
 WRITER_ACCURACY = """async ({images, label, backend}) => {
-  const m = mnistApp.runtime.models.get(document.getElementById("model-select").value);
-  const run = backend ? m.backends.get(backend).run : m.run, pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0));
+  const run = mnistApp.run(document.getElementById("model-select").value, backend), pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0));
   let right = 0;
   for (let i = 0; i < pixels.length / 784; i++) {
-    const logits = await run(Float32Array.from(pixels.subarray(i * 784, (i + 1) * 784), (p) => (p / 255 - m.meta.mean) / m.meta.std));
+    const logits = await run(Float32Array.from(pixels.subarray(i * 784, (i + 1) * 784), (p) => (p / 255 - run.meta.mean) / run.meta.std));
     if (logits.indexOf(Math.max(...logits)) === label) right++;
   }
   return 100 * right / (pixels.length / 784);
@@ -120,7 +119,7 @@ def writer_accuracy(page, digits, backend=None) -> float:
 def teach(page, digits, label:int):
   """Put each digit on the canvas (as the report's gallery does) and say which it is, by button and by key."""
   for i, d in enumerate(digits):
-    page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", d.tolist())
+    page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", d.tolist())
     page.wait_for_function("document.body.dataset.busy === 'false'")
     if i % 2: page.keyboard.press(str(label))
     else: page.get_by_test_id(f"correct-{label}").click()
@@ -139,7 +138,7 @@ def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(gpu_app, writ
   assert page.get_by_test_id("model-select").input_value() == "mnist_convnet"
   assert page.get_by_test_id("finetune-status").get_attribute("data-state") == "idle"
   assert page.evaluate("document.body.dataset.finetuned") == "false"
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", taught[0].tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", taught[0].tolist())
   page.wait_for_function("document.body.dataset.busy === 'false'")
   assert page.get_by_test_id("prediction").text_content() != "3"          # the model reads this writer's 3 wrong
   before = writer_accuracy(page, held_out)
@@ -148,7 +147,7 @@ def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(gpu_app, writ
   page.get_by_test_id("finetune").click()
   wait_status(page, "running", 30_000)
   wait_status(page, "done")
-  summary = page.evaluate("mnistApp.teacher.summary(mnistApp.runtime.models.get('mnist_convnet'))")
+  summary = page.evaluate("mnistApp.model('mnist_convnet').finetuned")
   after = writer_accuracy(page, held_out)
   print(f"writer's held-out 3s {before:.1f}% -> {after:.1f}%; held-out MNIST {summary['before']['mnist']:.2f}% -> {summary['after']['mnist']:.2f}%; "
         f"taught digits {summary['before']['yours']:.1f}% -> {summary['after']['yours']:.1f}%; {summary['steps']} steps on {summary['backend']} in {summary['seconds']:.1f} s")
@@ -194,7 +193,7 @@ def test_it_predicts_while_it_trains_and_cancel_leaves_the_model_as_it_was(app, 
   teach(page, writer[0][:2], 3)
   page.get_by_test_id("finetune").click()
   page.wait_for_function("document.querySelector('[data-testid=finetune-status]').textContent.includes('step')", timeout=120_000)
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", mnist_test_set[0][1].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", mnist_test_set[0][1].reshape(-1).tolist())
   page.wait_for_function("document.body.dataset.busy === 'false'")                # drawing is read while it trains
   assert page.get_by_test_id("prediction").text_content() == str(mnist_test_set[1][1])
   assert page.get_by_test_id("finetune-status").get_attribute("data-state") == "running"
@@ -232,7 +231,7 @@ def test_damaged_fine_tuned_weights_fall_back_to_the_shipped_model(app, mnist_te
   wait_status(page, "error", 30_000)
   assert "could not be read" in page.get_by_test_id("finetune-status").text_content()
   assert page.evaluate("document.body.dataset.finetuned") == "false"
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", mnist_test_set[0][0].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", mnist_test_set[0][0].reshape(-1).tolist())
   page.wait_for_function("document.body.dataset.busy === 'false'")
   assert page.get_by_test_id("prediction").text_content() == str(mnist_test_set[1][0])
   context.close()

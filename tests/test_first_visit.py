@@ -9,7 +9,7 @@ from browser import serve, throttle, wait_settled, draw_digit, Server
 
 WEBAPP = ROOT / "webapp"
 
-def _events(page): return page.evaluate("mnistApp.runtime.events")
+def _events(page): return page.evaluate("mnistApp.events()")
 
 def _first(events, event, model=None):
   return next((e["t"] for e in events if e["event"] == event and (model is None or e.get("model") == model)), None)
@@ -79,7 +79,7 @@ def test_no_file_is_downloaded_twice_on_a_first_visit(chromium_browser):
     page = chromium_browser.new_page()
     page.goto(url)
     page.wait_for_function("document.body.dataset.settled === 'true' && document.body.dataset.offline === 'ready'", timeout=120_000)
-    backends = page.evaluate("[...mnistApp.runtime.models.values()].map((m) => m.backends.size)")
+    backends = page.evaluate("mnistApp.models().map((m) => Object.keys(m.timings).length)")
     assert backends == [2, 2]                                              # both models on both backends
   counts = Counter(server.requests)
   manifest = json.loads((WEBAPP / "models.json").read_text())["models"]

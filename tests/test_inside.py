@@ -16,7 +16,7 @@ N_TAPPED = 50
 
 TAPS_IN_PAGE = """async ({name, backend, images}) => {
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const { openModel } = await import("./js/model_runtime.js");
+  const { openModel } = await import("./js/runtime/index.js");
   const model = await openModel(`${name}/${name}.json`), meta = model.meta;
   const run = await model.load(device);
   const pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0)), out = [];

@@ -24,7 +24,7 @@ def _open(browser, url, select:str|None=None):
     page.get_by_test_id("model-select").select_option(select)
   return page
 
-MLP_STATE = "(() => { const m = mnistApp.runtime.models.get('mnist_mlp'); return { ready: Boolean(m.run), error: m.error, retryable: m.retryable }; })()"
+MLP_STATE = "mnistApp.model('mnist_mlp')"
 
 @pytest.mark.parametrize("bad", ["flipped", "html"])
 def test_a_bad_answer_is_refused_never_cached_and_the_model_loads_once_the_server_is_right(app, bad):
@@ -100,7 +100,7 @@ def test_a_changed_plan_or_wgsl_is_refused_and_retry_loads_the_right_one(chromiu
     path.write_bytes(good)
     page.wait_for_function("!document.querySelector('[data-testid=retry-mnist_mlp]').hidden", timeout=10_000)
     page.get_by_test_id("retry-mnist_mlp").click()
-    page.wait_for_function(f"{MLP_STATE}.ready && mnistApp.runtime.models.get('mnist_mlp').backends.size === 2", timeout=120_000)
+    page.wait_for_function(f"{MLP_STATE}.ready && Object.keys(mnistApp.model('mnist_mlp').timings).length === 2", timeout=120_000)
     assert not page.errors, page.errors
     page.close()
 
@@ -118,7 +118,7 @@ def test_without_crypto_subtle_the_hash_is_still_checked(mnist_test_set, tmp_pat
     page = _open(browser, insecure)
     page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
     assert page.evaluate("[isSecureContext, Boolean(globalThis.crypto?.subtle), 'serviceWorker' in navigator]") == [False, False, False]
-    page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
+    page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
     wait_settled(page)
     assert page.get_by_test_id("prediction").text_content() == str(y[0])    # the CNN, checked in JavaScript, predicts
     page.get_by_test_id("model-select").select_option("mnist_mlp")
@@ -151,7 +151,7 @@ def test_everything_works_under_the_content_security_policy(chromium_browser, ap
   for backend in ("webgpu", "wasm"):
     page.get_by_test_id("backend-select").select_option(backend)
     wait("document.body.dataset.backend === arg", 60, backend)
-    page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[1].reshape(-1).tolist())
+    page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[1].reshape(-1).tolist())
     settled()
     assert page.get_by_test_id("prediction").text_content() == str(y[1]), backend
   page.get_by_test_id("inside").click()
@@ -166,7 +166,7 @@ def test_everything_works_under_the_content_security_policy(chromium_browser, ap
   # its module is compiled under 'wasm-unsafe-eval', as every model's is
   page.get_by_test_id("backend-select").select_option("webgpu")
   wait("document.body.dataset.backend === 'webgpu'", 60)
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[2].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[2].reshape(-1).tolist())
   settled()
   page.get_by_test_id(f"correct-{y[2]}").click()
   page.get_by_test_id("finetune").click()
@@ -191,10 +191,10 @@ SOAK = """async ({ images, n }) => {
   });
   const pixels = Uint8Array.from(atob(images), (c) => c.charCodeAt(0));
   for (let i = 0; i < n; i++) {
-    mnistApp.pad.drawImage(pixels.subarray((i % 100) * 784, (i % 100 + 1) * 784));
+    mnistApp.drawImage(pixels.subarray((i % 100) * 784, (i % 100 + 1) * 784));
     await settled();
   }
-  return { actions: mnistApp.pad.actions.length, events: mnistApp.runtime.events.length };
+  return { actions: mnistApp.strokes(), events: mnistApp.events().length };
 }"""
 
 def test_ten_thousand_predictions_keep_memory_bounded(chromium_no_webgpu, app_url, mnist_test_set):

@@ -1,4 +1,4 @@
-"""The page's safetensors reader (readSafetensors in webapp/js/model_runtime.js) accepts exactly the files the reference
+"""The page's safetensors reader (readSafetensors in webapp/js/runtime/safetensors.js) accepts exactly the files the reference
 reader (Python's safetensors, the Rust crate tinygrad and PyTorch load with) accepts: a corpus of mutants of real and
 made-up files, made by a generator with a fixed seed, each decided by both."""
 import base64, json, struct, subprocess
@@ -115,7 +115,7 @@ def _reference(data:bytes) -> bool:
   except Exception: return False
   return True
 
-DECIDE = """import { readSafetensors } from "./webapp/js/model_runtime.js";
+DECIDE = """import { readSafetensors } from "./webapp/js/runtime/index.js";
 let input = "";
 for await (const chunk of process.stdin) input += chunk;
 const verdicts = JSON.parse(input).map((b64) => { try { readSafetensors(Buffer.from(b64, "base64")); return true; } catch (e) {

@@ -109,27 +109,26 @@ def test_the_offline_cache_holds_every_file_the_page_needs(chromium_no_webgpu, a
   assert len(cache["names"]) == 1 and set(cache["files"]) == want, (cache["names"], set(cache["files"]) ^ want)
 
 def _page_modules() -> set[str]:
-  """The page's own modules: main.js and every module it imports, statically or on demand (or starts as a worker); the
-  model runtime among them since the trainer imports it (the exporter also embeds it in each model's module)."""
-  found, todo = set(), ["main.js"]
-  while todo:
-    name = todo.pop()
-    if name in found: continue
-    found.add(name)
-    todo += re.findall(r'(?:from|import\(|new URL\()\s*"\./([\w-]+\.js)"', (ROOT / "webapp" / "js" / name).read_text())
-  return found
+  """The page's own modules: main.js and every module it imports, statically or on demand (or starts as a worker)."""
+  return _modules(r'(?:from|import\(|new URL\()\s*"\./([\w/-]+\.js)"')
 
-def _static_modules() -> set[str]:
-  """main.js and the modules it imports statically, directly or through another: what a first visit loads."""
+def _modules(pattern:str) -> set[str]:
+  """main.js and the modules it reaches by `pattern` (a path relative to the module), directly or through another."""
   found, todo = set(), ["main.js"]
   while todo:
     name = todo.pop()
     if name not in found:
       found.add(name)
-      todo += re.findall(r'from\s*"\./([\w-]+\.js)"', (ROOT / "webapp" / "js" / name).read_text())
+      folder = Path(name).parent
+      todo += [str(folder / m) for m in re.findall(pattern, (ROOT / "webapp" / "js" / name).read_text())]
   return found
+
+def _static_modules() -> set[str]:
+  """main.js and the modules it imports statically, directly or through another (paths under webapp/js/): what a first
+  visit loads."""
+  return _modules(r'from\s*"\./([\w/-]+\.js)"')
 
 def test_index_preloads_every_module_main_imports():
   html = (ROOT / "webapp" / "index.html").read_text()
-  preloaded = set(re.findall(r'<link rel="modulepreload" href="js/([\w-]+\.js)">', html))
+  preloaded = set(re.findall(r'<link rel="modulepreload" href="js/([\w/-]+\.js)">', html))
   assert preloaded == _static_modules() - {"main.js"}

@@ -82,7 +82,7 @@ def test_with_the_service_worker_blocked_it_runs_one_thread_and_says_why(chromiu
 
 def test_a_thread_worker_that_cannot_start_leaves_the_page_on_one_thread_with_a_message(chromium_no_webgpu, mnist_test_set):
   server = Server()
-  server.bad["model_runtime.js?thread"] = "500"                           # the Workers' script, and only it
+  server.bad["thread.js"] = "500"                                          # the Workers' script, and only it
   with serve(ROOT / "webapp", server=server) as url:
     page = _second_visit(chromium_no_webgpu, url + "?threads=2", mnist_test_set)
     assert page.evaluate("() => crossOriginIsolated") and page.evaluate("() => document.body.dataset.threads") == "1"

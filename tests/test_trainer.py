@@ -49,7 +49,7 @@ FIT_IN_PAGE = """async ({name, backend, weights, images, labels, lrs, steps, see
   const floats = (b64) => new Float32Array(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)).buffer);
   const b64 = (f) => { const u = new Uint8Array(f.buffer, f.byteOffset, f.byteLength); let s = ""; for (const v of u) s += String.fromCharCode(v); return btoa(s); };
   const device = backend === "wasm" ? "wasm" : await (await navigator.gpu.requestAdapter()).requestDevice();
-  const { openModel } = await import("./js/model_runtime.js");
+  const { openModel } = await import("./js/runtime/index.js");
   const model = await openModel(`${name}/${name}.json`);
   const run = await model.load(device, { weights: null }), names = model.weights.map((w) => w.name), batch = model.fit.batch;
   const inits = {};
@@ -166,7 +166,7 @@ def state(page): return page.get_by_test_id("train-status").get_attribute("data-
 def wait_state(page, *states, timeout=300_000):
   page.wait_for_function("s => s.includes(document.querySelector('[data-testid=train-status]').dataset.state)", arg=list(states), timeout=timeout)
 
-WEIGHTS_SUM = "() => Object.values(mnistApp.trainer.result.weights).map((w) => w.reduce((a, b) => a + b, 0))"
+WEIGHTS_SUM = "() => Object.values(mnistApp.trainer().result.weights).map((w) => w.reduce((a, b) => a + b, 0))"
 
 def test_a_short_training_learns_pauses_and_resumes_exactly_while_the_page_predicts(app_url, chromium_browser, mnist_test_set):
   x, y = mnist_test_set
@@ -186,7 +186,7 @@ def test_a_short_training_learns_pauses_and_resumes_exactly_while_the_page_predi
   wait_state(page, "paused")
   page.wait_for_timeout(300)                                                  # a step in flight lands
   held = page.evaluate("document.querySelector('#trainer-panel progress').value")
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
   page.wait_for_function("document.body.dataset.busy === 'false'")
   assert page.get_by_test_id("prediction").text_content() == str(y[0])          # the page reads a drawing meanwhile
   page.wait_for_timeout(700)
@@ -194,7 +194,7 @@ def test_a_short_training_learns_pauses_and_resumes_exactly_while_the_page_predi
   page.get_by_test_id("train-pause").click()                                  # resume
   wait_state(page, "done")
   accuracy = float(page.get_by_test_id("train-accuracy").get_attribute("data-value"))
-  curves = page.evaluate("mnistApp.trainer.result.curves")
+  curves = page.evaluate("mnistApp.trainer().result.curves")
   assert accuracy > 80, accuracy                                              # 250 steps on 4 000 digits: far past chance (10 %)
   assert len(curves["loss"]) == 250 and curves["loss"][-1][1] < curves["loss"][0][1] and curves["heldOut"], curves["heldOut"]
   assert page.evaluate("document.querySelectorAll('#trainer-panel [role=group] button').length") == 100   # its confusion matrix
@@ -207,7 +207,7 @@ def test_a_short_training_learns_pauses_and_resumes_exactly_while_the_page_predi
   page.get_by_test_id("train-use").click()
   page.wait_for_function("document.querySelector('[data-testid=model-select]').value === 'trained' && document.body.dataset.ready === 'true'",
                          timeout=60_000)
-  page.evaluate("(p) => mnistApp.pad.drawImage(Uint8Array.from(p))", x[1].reshape(-1).tolist())
+  page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[1].reshape(-1).tolist())
   page.wait_for_function("document.body.dataset.busy === 'false'")
   assert page.get_by_test_id("prediction").text_content() == str(y[1])          # drawing runs on the model trained here
   assert f"{accuracy:.2f}%" in page.locator("#model-info").text_content()
@@ -265,7 +265,7 @@ def test_a_data_download_that_breaks_off_is_retried(chromium_browser):
     page = chromium_browser.new_page()
     page.goto(url)
     open_trainer(page)
-    page.wait_for_function("mnistApp.trainer.data && mnistApp.trainer.data.train.count === 60000 && mnistApp.trainer.data.test.count === 10000",
+    page.wait_for_function("mnistApp.trainer()?.digits?.train === 60000 && mnistApp.trainer().digits.test === 10000",
                            timeout=120_000)
     assert server.requests.count("/samples/mnist/train-1.bin.gz") == 2        # broken off once, then whole
     assert "could not" not in page.get_by_test_id("train-status").text_content().lower()
@@ -276,14 +276,14 @@ def test_the_training_digits_are_kept_for_a_second_visit_offline(app_url, chromi
   page = context.new_page()
   page.goto(app_url)
   page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=120_000)
-  all_digits = "mnistApp.trainer.data && mnistApp.trainer.data.train.count === 60000 && mnistApp.trainer.data.test.count === 10000"
+  all_digits = "mnistApp.trainer()?.digits?.train === 60000 && mnistApp.trainer().digits.test === 10000"
   open_trainer(page)
   page.wait_for_function(all_digits, timeout=120_000)
   context.set_offline(True)
   page.reload()
   page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
   open_trainer(page)
-  page.wait_for_function(f"({all_digits}) || mnistApp.trainer.data === null", timeout=120_000)   # null: it gave up, with a message
+  page.wait_for_function(f"({all_digits}) || mnistApp.trainer().digits === null", timeout=120_000)   # null: it gave up, with a message
   assert page.evaluate(all_digits), page.locator("#trainer-panel").text_content()
   context.close()
 
@@ -317,7 +317,7 @@ def test_closing_the_panel_stops_the_training_cleanly(app_url, chromium_browser)
   page.wait_for_function("document.querySelector('#trainer-panel progress').value >= 2", timeout=180_000)
   page.get_by_test_id("trainer").click()                                      # the panel closes
   wait_state(page, "idle", timeout=10_000)
-  assert "Stopped" in page.get_by_test_id("train-status").text_content() and page.evaluate("mnistApp.trainer.worker") is None
+  assert "Stopped" in page.get_by_test_id("train-status").text_content() and page.evaluate("mnistApp.trainer().worker") is False
   at = page.evaluate("document.querySelector('#trainer-panel progress').value")
   page.wait_for_timeout(1500)
   assert page.evaluate("document.querySelector('#trainer-panel progress').value") == at

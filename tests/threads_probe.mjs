@@ -2,7 +2,7 @@
 // with relaxed SIMD or not; prints one JSON object. node --experimental-wasm-relaxed-simd tests/threads_probe.mjs <what> ...
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { openModel } from "../webapp/js/model_runtime.js";
+import { openModel } from "../webapp/js/runtime/index.js";
 
 globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(new URL(url))));
 const [what, name, count = "16"] = process.argv.slice(2);

@@ -19,7 +19,7 @@
 // every visit after the first is isolated. The first visit is not, and runs on one thread: it never reloads itself.
 const SITE = new URL("./", self.location.href).pathname;
 const VERSION = "mnist-app-v2";   // the cache's format: a new one starts empty and the old one is deleted on activate
-const CACHE = `${VERSION}@${SITE}`;   // OFFLINE_CACHE in js/models.js (siteName("mnist-app-v2"): a test keeps them equal)
+const CACHE = `${VERSION}@${SITE}`;   // OFFLINE_CACHE in js/settings.js (siteName("mnist-app-v2"): a test keeps them equal)
 // the digits "Try a sample" draws, by the hash samples/index.json gives (as the page asks for them)
 const SAMPLES = ["mnist_test_samples.bin"];
 // only for fine-tuning (1.2 MB) and for training (MNIST, 11 MB, and the trainable models): not precached, so a visitor who
@@ -76,13 +76,13 @@ async function fetchAndStore(cache, url) {
 }
 
 /** The page's own files: index.html, what it links (its style, icon and scripts), and every module those import,
- *  statically, on demand or as a worker ("./x.js" beside the importing module). */
+ *  statically, on demand or as a worker ("./x.js" or "./folder/x.js", relative to the importing module). */
 async function shell(cache) {
   const found = new Set(["./"]), todo = ["./"];
   while (todo.length) {
     const url = todo.pop(), text = await (await fetchAndStore(cache, url)).text();
     const links = url === "./" ? [...text.matchAll(/(?:href|src)="((?![#/]|[a-z]+:)[^"]+)"/g)].map((m) => m[1])
-      : [...text.matchAll(/(?:from|import\(|new URL\()\s*"\.\/([\w-]+\.js)"/g)].map((m) => url.replace(/[^/]*$/, "") + m[1]);
+      : [...text.matchAll(/(?:from|import\(|new URL\()\s*"\.\/([\w/-]+\.js)"/g)].map((m) => url.replace(/[^/]*$/, "") + m[1]);
     for (const link of links) if (!found.has(link)) { found.add(link); if (link.endsWith(".js")) todo.push(link); else await fetchAndStore(cache, link); }
   }
 }
@@ -136,7 +136,7 @@ async function fromCacheOrNetwork(request) {
     if (response.ok && response.type === "basic") await store(cache, request, response.clone());
     return response;
   } catch (error) {
-    // an unversioned file's query does not change its bytes (the runtime loads itself as a Worker as model_runtime.js?thread)
+    // an unversioned file's query does not change its bytes (the page's address may carry one: ?threads=N)
     const hit = isVersioned(request.url) ? await verifiedHit(cache, request) : await cache.match(request, { ignoreSearch: true });
     if (hit) return hit;
     throw error;

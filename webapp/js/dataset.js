@@ -4,8 +4,8 @@
 // DecompressionStream, put in the offline cache, and handed over as soon as it is in: training starts on the first file
 // while the others arrive. A download that breaks off is tried again (three times), then reported with the file's name.
 
-import { stash } from "./models.js";
-import { fetchBytes, fetchJson, verified, DownloadError } from "./model_runtime.js";
+import { stash } from "./settings.js";
+import { fetchBytes, fetchJson, verified, DownloadError } from "./runtime/index.js";
 import { Digits, SIZE } from "./fit.js";
 
 const INDEX = new URL("../samples/mnist/index.json", import.meta.url);

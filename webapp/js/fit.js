@@ -4,7 +4,7 @@
 // accuracy on held-out test digits every few hundred steps, and the digits it currently gets wrong. No DOM: the same
 // loop runs in a Worker (WebAssembly, fit_worker.js) and on the page's thread between predictions (WebGPU).
 
-import { randomBits } from "./model_runtime.js";
+import { randomBits } from "./runtime/programs.js";
 
 export const SIZE = 784;
 

@@ -4,7 +4,7 @@
 // resume, stop; out: step, held-out, done, error.
 
 import { fit, predict, Digits } from "./fit.js";
-import { openModel } from "./model_runtime.js";
+import { openModel } from "./runtime/index.js";
 
 const data = { train: new Digits(), test: new Digits() };
 let paused = null, resume = () => {}, stopped = false, testArrived = () => {};

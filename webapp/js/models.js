@@ -1,6 +1,5 @@
-// The page's models on two backends, WebGPU (one GPUDevice for the page) and WebAssembly SIMD (on the CPU, in every
-// browser), over the one model runtime (model_runtime.js). Which models exist comes from the site's manifest
-// (models.json, written by the exporter): the models it serves for drawing, with their metadata.
+// The page's models (model.js) on two backends, WebGPU (one GPUDevice for the page) and WebAssembly SIMD (on the CPU, in
+// every browser). Which models exist comes from the site's manifest (models.json, written by the exporter).
 //
 // Load order, so that a first visit predicts as soon as possible: the selected model's files (plan, weights and
 // WebAssembly together, with progress) and its first backend; the page predicts from there. Only then the other models,
@@ -8,14 +7,11 @@
 // Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
 // A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
-import { openModel, fetchBytes, fetchJson, wasmFile, capabilities, DownloadError, ModelFileError } from "./model_runtime.js";
-import { siteName } from "./settings.js";
+import { fetchJson, ModelFileError } from "./runtime/index.js";
+import { Model, median } from "./model.js";
 
-export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
-export const OFFLINE_CACHE = siteName("mnist-app-v2");   // the service worker's cache (sw.js): verified downloads go straight in
 export const MANIFEST = new URL("../models.json", import.meta.url);
-const WARMUP_RUNS = 3, TIMED_RUNS = 7;
-const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // runtime.events: the first ones (the load), then the newest
+const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // events: the first ones (the load), then the newest
 // In use, the backend in use is re-checked when its recent runs are this much slower than when it was timed (another tab
 // took the GPU, the CPU was throttled): both are timed again and the other is taken only if it is clearly faster, so two
 // close backends never flap.
@@ -54,163 +50,13 @@ async function requestDevice() {
 const message = (e) => (e instanceof Error ? e.message : String(e));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export function median(values) {
-  const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-// Verified files go into the offline cache at once, so that the service worker, when it installs, finds them there
-// instead of downloading them a second time.
-export async function stash(url, bytes, type = "application/octet-stream") {
-  try {
-    const cache = await caches.open(OFFLINE_CACHE);
-    await cache.put(url, new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
-  } catch { /* no Cache Storage (an insecure context, private mode): the service worker fetches what it needs */ }
-}
-
-/** How the page runs WebAssembly: { threads (Workers: the cores, up to 16, where the page is cross-origin isolated; 1
- *  elsewhere), fma (relaxed SIMD), why (why one thread, if so) }. `?threads=N` in the page's address asks for N (benchmarks). */
-export function wasmSettings() {
-  const can = capabilities(), asked = Number(new URLSearchParams(globalThis.location?.search).get("threads"));
-  const threads = Number.isInteger(asked) && asked >= 1 ? Math.min(asked, can.threads) : can.threads;
-  const why = can.threads > 1 || asked === 1 ? null
-    : !globalThis.crossOriginIsolated ? "the page is not cross-origin isolated"
-    : typeof SharedArrayBuffer !== "function" ? "this browser cannot share memory between Workers" : "this device has one core";
-  return { threads, fma: can.fma, why };
-}
-
-/** One model of the page: its metadata (from the manifest), its files (through the runtime, with progress) and a run()
- *  per backend. `custom`, for a model trained in this page: { base (its trainer's folder), plan, bytes (its weights as
- *  safetensors, made here), report }: no weights to download, only the trainer's WebAssembly. `wasm`: wasmSettings(). */
-export class Model {
-  constructor({ name, label, meta }, prepare = async () => {}, custom = null, wasm = wasmSettings()) {
-    Object.assign(this, { name, label, meta, prepare, custom, wasm });
-    this.base = custom?.base ?? folderOf(name);
-    this.reset();
-  }
-
-  reset() {
-    for (const b of this.backends?.values() ?? []) b.run.close?.();
-    this.source = null;                 // the runtime's model: its plan and its files
-    this.progress = { loaded: 0, total: 0, active: false };
-    this.loadError = null;              // the plan or a file could not load: no backend can run it
-    this.retryable = false;             // a download broke off or a file was bad: trying again may work
-    this.backends = new Map();          // "webgpu" | "wasm" -> { run, ms: warm median of one run }
-    this.backendErrors = new Map();     // "webgpu" | "wasm" -> why it is not available
-    this.backend = null;                // the one in use
-    this.threadsLost = null;            // why WebAssembly went back to one thread in use, if it did
-    this.inUse = [];                    // the last IN_USE_RUNS times of a plain run on it (ms)
-    this.rechecking = false;
-    this.bringingUp = null;
-    this.stashed = null;
-    this.urgent = false;                // the visitor is waiting for it: its loading does not wait for idle moments
-  }
-
-  get run() { return this.backends.get(this.backend)?.run ?? null; }
-
-  /** An empty canvas, normalised: what warm-up and timing runs feed the model. */
-  get blank() { return new Float32Array(784).fill(-this.meta.mean / this.meta.std); }
-
-  /** Unusable: nothing loaded, and every backend that was tried failed. */
-  get error() {
-    if (this.loadError) return this.loadError;
-    if (this.backends.size || !this.backendErrors.has("wasm") || !this.backendErrors.has("webgpu")) return null;
-    return [...this.backendErrors.values()].join("; ");
-  }
-
-  /** The files a first prediction needs (plan, weights, the first WebAssembly module), downloading at once with their
-   *  progress reported to `onProgress`; resolves once the plan is in and checked. */
-  async open(onProgress) {
-    const { files } = this.meta, first = [this.firstWasm, ...(this.custom ? [] : ["weights"])];
-    this.progress = { loaded: 0, total: ["plan", ...first].reduce((n, key) => n + (files[key]?.bytes ?? 0), 0), active: true };
-    const fetchFile = (url, entry) => fetchBytesWithProgress(url, entry, (n) => { this.progress.loaded += n; onProgress(this); });
-    const opening = openModel(this.meta, { base: this.base, plan: this.custom?.plan, fetchFile, prefetch: first });
-    this.source = await opening.catch((e) => { this.progress.active = false; onProgress(this); throw e; });
-    const loading = first.map((key) => this.source.file(key));
-    for (const p of loading) p.catch(() => {});   // reported by the backend that needs the file
-    Promise.allSettled(loading).then(() => { this.progress.active = false; onProgress(this); });
-  }
-
-  /** Its weights' tensors, for the inside view and for resetting fine-tuned weights. */
-  tensors() { return this.source.tensors(this.weightsOption); }
-
-  get weightsOption() { return this.custom ? { weights: this.custom.bytes, verify: false } : {}; }
-
-  /** The file key of the WebAssembly module this page runs first: threaded or not, relaxed SIMD or not. */
-  get firstWasm() { return wasmFile(this.meta, this.wasm); }
-
-  async loadBackend(kind, target) {
-    try {
-      const options = { ...this.weightsOption, ...this.wasm, onThreadsLost: (why) => { this.threadsLost = why; this.onThreadsLost?.(this); } };
-      const run = await this.source.load(target, options);
-      await this.prepare(this, run);
-      for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
-      this.backends.set(kind, { run, ms: Infinity });
-      this.backendErrors.delete(kind);
-      return true;
-    } catch (e) {
-      this.backends.delete(kind);
-      this.backendErrors.set(kind, message(e));
-      // a broken download or a bad file fails every backend alike: the model is unusable until it is fetched again
-      // (retryable either way: a bad file may be a proxy's error page, and no cache keeps bytes that failed their check)
-      if (e instanceof DownloadError || e instanceof ModelFileError) { this.loadError = message(e); this.retryable = true; }
-      return false;
-    }
-  }
-
-  /** Every file the first prediction used, into the offline cache (their bytes are checked). */
-  async stashFiles() {
-    const keys = ["plan", this.firstWasm, ...(this.custom ? [] : ["weights"])];
-    await Promise.all(keys.map(async (key) => stash(this.source.url(key), await this.source.file(key))));
-  }
-
-  /** The warm median of TIMED_RUNS runs on `kind`. `quiet()` is awaited before each and gives a check of whether
-   *  nothing else ran since: a run that shared its moment with a prediction is timed again (it would count that in). */
-  async time(kind, quiet = async () => () => true) {
-    const backend = this.backends.get(kind), input = this.blank, times = [];
-    try {
-      for (let tries = 0; times.length < TIMED_RUNS && tries < 4 * TIMED_RUNS; tries++) {
-        const stillQuiet = await quiet(), start = performance.now();
-        await backend.run(input);
-        if (stillQuiet()) times.push(performance.now() - start);
-      }
-      backend.ms = median(times);
-    } catch (e) {   // e.g. the GPU device was lost mid-way
-      this.backends.delete(kind);
-      this.backendErrors.set(kind, message(e));
-    }
-  }
-
-  /** The visitor's choice where it can run, otherwise the faster backend (WebAssembly until WebGPU has been timed).
-   *  `margin` < 1: keep the backend in use unless another takes less than `margin` times its time. */
-  choose(preference, margin = 1) {
-    const before = this.backend;
-    if (this.backends.has(preference)) this.backend = preference;
-    else {
-      const [fastest] = [...this.backends.entries()].sort((a, b) => a[1].ms - b[1].ms || (a[0] === "wasm" ? -1 : 1))[0] ?? [null];
-      const current = this.backends.get(before);
-      this.backend = current && fastest !== before && !(this.backends.get(fastest).ms < margin * current.ms) ? before : fastest;
-    }
-    if (this.backend !== before) this.inUse = [];
-  }
-}
-
-function fetchBytesWithProgress(url, entry, onBytes) {
-  let received = 0;
-  return fetchBytes(url, { what: entry.name, expectedBytes: entry.bytes, onBytes: (n) => { received += n; onBytes(n); } })
-    .catch((e) => { onBytes(-received); throw e; });   // its bytes will come again
-}
-
 /** Loads the models and backends in the order above. `onChange` hears about progress, readiness, the choice, errors
  *  and device loss; `isIdle()` says when background work may take the CPU without delaying a prediction; `prepare(model,
  *  run)` runs on every backend once loaded, before it predicts. */
-export class ModelRuntime {
+export class Models {
   constructor(onChange, { preference = "auto", isIdle = () => true, prepare = async () => {} } = {}) {
     this.models = new Map();            // name -> Model, in the manifest's order (start)
-    this.prepare = prepare;
-    this.onChange = onChange;
-    this.preference = preference;       // "auto" | "webgpu" | "wasm"
-    this.isIdle = isIdle;
+    Object.assign(this, { onChange, preference, isIdle, prepare });   // preference: "auto" | "webgpu" | "wasm"
     this.device = null;
     this.adapterName = "";
     this.gpuError = null;
@@ -221,8 +67,7 @@ export class ModelRuntime {
     this.activity = 0;                  // predictions started: timings taken meanwhile are not trusted
   }
 
-  /** Kept for tests and benchmarks: the load's events, then the newest of the rest (a long visit logs a prediction for every
-   *  drawing, and must not keep them all). */
+  /** The load's events, then the newest of the rest (a long visit logs a prediction for every drawing). */
   log(event, model) {
     this.events.push({ t: performance.now(), event, model: model?.name });
     if (this.events.length > MAX_EVENTS) this.events.splice(LOAD_EVENTS, this.events.length - MAX_EVENTS);
@@ -260,7 +105,7 @@ export class ModelRuntime {
     this.onChange({ kind: "choice" });
   }
 
-  /** A model of this runtime: it hears when its WebAssembly goes back to one thread. */
+  /** A model of this page: it hears when its WebAssembly goes back to one thread. */
   made(model) {
     model.onThreadsLost = () => { this.log("threads-lost", model); this.onChange({ kind: "choice" }); };
     return model;
@@ -281,8 +126,8 @@ export class ModelRuntime {
   /** A model the visitor asks for jumps the queue (it may not have started downloading yet). */
   select(name) { return this.models.has(name) ? this.bringUp(this.models.get(name), { urgent: true }) : Promise.resolve(); }
 
-  /** A model trained in this page (Model's `custom`), replacing an earlier one of its name: brought up on WebAssembly,
-   *  then on WebGPU where there is a device, both timed and the faster chosen, as the shipped models are. */
+  /** A model trained in this page (Model's `custom`), replacing an earlier one of its name, brought up as the visitor
+   *  waits for it. */
   async addTrained(entry, custom) {
     const model = this.made(new Model(entry, this.prepare, custom));
     this.models.set(entry.name, model);
@@ -347,16 +192,7 @@ export class ModelRuntime {
     try {
       const { device, adapterName } = await requestDevice();
       Object.assign(this, { device, adapterName, gpuError: null });
-      device.lost.then((info) => {
-        // the page never destroys its device, so any loss (a driver reset, a GPU process crash) means: start again
-        if (generation !== this.generation) return;
-        for (const m of models) { m.backends.delete("webgpu"); m.choose(this.preference); }
-        this.settled = false;
-        this.device = null;
-        this.onChange({ kind: "lost", message: info.message });
-        this.gpu = null;
-        this.startGPU().catch((e) => this.onChange({ kind: "fatal", error: e }));
-      });
+      device.lost.then((info) => this.lost(generation, models, info));
       this.log("webgpu-device");
     } catch (e) {
       this.gpuError = message(e);
@@ -365,6 +201,17 @@ export class ModelRuntime {
     }
     // the rest runs after this promise resolves, so that a model waiting for the device is not also waiting for this
     this.finishGPU(generation);
+  }
+
+  /** The page never destroys its device, so any loss (a driver reset, a GPU process crash) means: start again. */
+  lost(generation, models, info) {
+    if (generation !== this.generation) return;
+    for (const m of models) { m.backends.delete("webgpu"); m.choose(this.preference); }
+    this.settled = false;
+    this.device = null;
+    this.onChange({ kind: "lost", message: info.message });
+    this.gpu = null;
+    this.startGPU().catch((e) => this.onChange({ kind: "fatal", error: e }));
   }
 
   async finishGPU(generation) {

@@ -2,7 +2,7 @@
 // the SHA-256 that samples/index.json gives (always fetched fresh: the one place their hashes come from), and asked for
 // by that hash, so that no cache can hand out an old copy.
 
-import { fetchBytes, fetchJson, verified, ModelFileError } from "./model_runtime.js";
+import { fetchBytes, fetchJson, verified, ModelFileError } from "./runtime/index.js";
 
 const INDEX = new URL("../samples/index.json", import.meta.url);
 let index = null;

@@ -1,7 +1,7 @@
 // What this copy of the site keeps in the visitor's browser is named by the site's own path, so that two copies on one
 // origin never see each other's (every GitHub Pages project site of a user shares https://<user>.github.io, each under
 // its own /<repository>/): the settings here (localStorage), the database (storage.js, IndexedDB) and the offline cache
-// (models.js and sw.js, Cache Storage). theme.js, which must run before the first paint and so cannot import this,
+// (here and sw.js, Cache Storage). theme.js, which must run before the first paint and so cannot import this,
 // names the theme the same way.
 
 /** The site's path: "/" or "/<repository>/" (the folder that holds index.html). */
@@ -22,4 +22,16 @@ export function remembered(key, allowed) {
 export function remember(key, value) {
   try { localStorage.setItem(siteName(key), value); return true; }
   catch { return false; }
+}
+
+/** The service worker's cache (sw.js names it the same way; a test keeps them equal). */
+export const OFFLINE_CACHE = siteName("mnist-app-v2");
+
+/** Verified bytes into the offline cache at once, so that the service worker, when it installs, finds them there instead
+ *  of downloading them a second time. */
+export async function stash(url, bytes, type = "application/octet-stream") {
+  try {
+    const cache = await caches.open(OFFLINE_CACHE);
+    await cache.put(url, new Response(bytes, { headers: { "Content-Type": type, "Content-Length": String(bytes.byteLength) } }));
+  } catch { /* no Cache Storage (an insecure context, private mode): the service worker fetches what it needs */ }
 }

@@ -1,4 +1,4 @@
-// node --test: the one model runtime (webapp/js/model_runtime.js), on its own: safetensors parsing (float32 and float16,
+// node --test: the one model runtime (webapp/js/runtime/), on its own: safetensors parsing (float32 and float16,
 // malformed files), the arena check, run() serialisation and input checks, one hash check per file shared by both
 // backends, and the committed models (data: metadata, plan, weights, modules) on WebAssembly.
 import { test } from "node:test";
@@ -9,7 +9,7 @@ import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createHash } from "node:crypto";
 import { readSafetensors, writeSafetensors, halfToFloat32, checkArena, serialised, openModel, loadModel, sha256Hex, sha256, ModelFileError, initialWeights,
-         randomBits } from "../../webapp/js/model_runtime.js";
+         randomBits } from "../../webapp/js/runtime/index.js";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
