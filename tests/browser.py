@@ -141,6 +141,12 @@ def chromium(webgpu:bool=True, extra_args:tuple=()):
   try: yield CSPBypassing(browser)
   finally: browser.close()
 
+def floats(b64:str):
+  """Float32 values a page sent back as base64 (the exact bits, which JSON numbers would not keep)."""
+  import base64
+  import numpy as np
+  return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
+
 def wait_in_page(page, expression:str, timeout:float=60, arg=None):
   """Until the JS `expression` (a function of `arg`) is truthy, polled from outside the page: under the app's CSP,
   where Playwright's wait_for_function cannot evaluate a string. Returns its value."""

@@ -108,6 +108,16 @@ def app_url():
   from browser import serve
   with serve(ROOT / "webapp") as url: yield url
 
+@pytest.fixture
+def app(app_url, chromium_no_webgpu):
+  """The committed app and Chromium without WebGPU (a page on WebAssembly alone: SwiftShader costs a page seconds of CPU)."""
+  return app_url, chromium_no_webgpu
+
+@pytest.fixture
+def gpu_app(app_url, chromium_browser):
+  """The committed app and Chromium with WebGPU (SwiftShader)."""
+  return app_url, chromium_browser
+
 @pytest.fixture(scope="session")
 def mnist_test_set():
   from mnist_data import load_mnist_numpy
@@ -121,39 +131,17 @@ def pytest_configure(config):
   # Selenium's own WebKitGTK driver still builds its connection the deprecated way
   config.addinivalue_line("filterwarnings", "ignore:setting remote_server_addr:DeprecationWarning")
 
-# `make test-fast` (pytest -m "not slow") leaves out every test that needs the session's training runs (quick_exports)
-# and these, the long ones; each test module keeps at least one test it runs (checked at collection)
-SLOW = ("test_app.py::test_drawn_mnist_digits_are_read_correctly", "test_app.py::test_a_backend_that_turns_slow_in_use",
-        "test_app.py::test_recovers_from_a_lost_gpu_device", "test_app.py::test_a_second_visit_works_offline",
-        "test_app.py::test_both_backends_are_timed", "test_app.py::test_layout_fits_every_screen[tablet", "test_app.py::test_axe_finds_no_serious_accessibility_violations[dark",
-        "test_browser_parity.py::test_both_backends_match_tinygrad_and_each_other[fresh", "test_browser_parity.py::test_both_backends_match_tinygrad_and_each_other[committed-mnist_convnet",
-        "test_browser_parity.py::test_browser_accuracy_on_all_10000",
-        "test_cli.py::test_bad_input_is_one_line_and_keeps_the_export[mnist_convnet", "test_export.py::test_exporter_refuses_an_adapter",
-        "test_knobs.py::test_lr_changes_training", "test_knobs.py::test_jit_knob", "test_knobs.py::test_optimizer_and_schedule_reach_the_step[",
-        "test_sweep.py::test_the_quick_sweep_on_ray", "test_sweep.py::test_committed_models_accuracy_recomputed_with_tinygrad[mnist_convnet",
-        "test_inside.py::test_the_report_is_what_tinygrad_computes_on_the_shipped_weights[mnist_convnet",
-        "test_inside.py::test_every_layer_matches_tinygrads_intermediate_tensors[mnist_convnet", "test_inside.py::test_every_layer_matches_tinygrads_intermediate_tensors[mnist_mlp-webgpu",
-        "test_inside.py::test_the_activations_follow_the_drawing[", "test_inside.py::test_the_open_panels_fit_a_phone_and_pass_axe[dark",
-        "test_finetune.py::test_training_steps_match_tinygrad[mnist_convnet", "test_finetune.py::test_training_steps_match_tinygrad[mnist_mlp-webgpu",
-        "test_finetune.py::test_the_page_learns_a_writers", "test_finetune.py::test_it_predicts_while_it_trains",
-        "test_first_visit.py::test_the_selected_model_predicts_before", "test_first_visit.py::test_a_download_that_breaks_off",
-        "test_engines.py::test_a_sample", "test_engines.py::test_the_inside_view", "test_engines.py::test_fine_tuning_runs", "test_engines.py::test_a_second_visit",
-        "test_engines.py::test_the_models_compute", "test_engines.py::test_training_from_scratch",
-        "test_phone.py::test_draw_and_read_the_answer_on_one_phone_screen[size1", "test_phone.py::test_draw_and_read_the_answer_on_one_phone_screen[size2",
-        "test_phone.py::test_one_phone_screen_in_firefox_and_webkit",
-        "test_trainer.py::test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions[mnist_convnet",
-        "test_trainer.py::test_the_download_loads_back", "test_trainer.py::test_a_data_download_that_breaks_off",
-        "test_trainer.py::test_full_storage", "test_trainer.py::test_closing_the_panel", "test_trainer.py::test_bad_settings_are_refused_with_a_message[fields1",
-        "test_phone.py::test_the_trainers_live_curves_fit_one_phone_screen[size1", "test_cli.py::test_ctrl_c", "test_cli.py::test_a_setting_tinygrad_reads",
-        "test_integrity.py::test_a_bad_answer", "test_integrity.py::test_the_service_worker_drops", "test_integrity.py::test_everything_works_under",
-        "test_integrity.py::test_ten_thousand", "test_integrity.py::test_without_crypto_subtle")
-FAST_KEPT = {"test_knobs.py::test_optimizer_and_schedule_reach_the_step[adam-LAMB]"}
+TEST_TIMEOUT_S = 600   # no test may hang CI: past this it fails (pytest-timeout), whatever it waits for (the slowest take ~150 s)
 
 def pytest_collection_modifyitems(config, items):
+  """`make test-fast` (pytest -m "not slow") leaves out the tests marked slow where they are written, and every test that
+  needs the session's training runs (quick_exports), which must be marked too; each test module keeps a fast test.
+  Every test is bounded in time."""
   fast_modules, modules = set(), set()
   for item in items:
-    short = item.nodeid.split("/")[-1]
+    if item.get_closest_marker("timeout") is None: item.add_marker(pytest.mark.timeout(TEST_TIMEOUT_S))
     modules.add(item.module.__name__)
-    if short not in FAST_KEPT and ("quick_exports" in item.fixturenames or short.startswith(SLOW)): item.add_marker(pytest.mark.slow)
-    else: fast_modules.add(item.module.__name__)
+    slow = item.get_closest_marker("slow") is not None
+    if "quick_exports" in item.fixturenames and not slow: raise pytest.UsageError(f"{item.nodeid} trains (quick_exports): mark it slow")
+    if not slow: fast_modules.add(item.module.__name__)
   if missing := modules - fast_modules: raise pytest.UsageError(f"make test-fast would run no test of {', '.join(sorted(missing))}")

@@ -16,6 +16,7 @@ ENGINES = ("firefox", "webkit")
 FIREFOX = "/usr/bin/firefox-esr"
 WEBKIT_DRIVER = "/usr/bin/WebKitWebDriver"
 MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"
+PAGE_LOAD_S = 90
 
 class EngineError(Exception):
   """The page threw, a wait timed out, or the browser went away."""
@@ -147,6 +148,7 @@ class WebKit:
     options.binary_location = MINIBROWSER
     options.add_argument("--automation")
     self.driver = webdriver.WebKitGTK(options=options, service=Service(WEBKIT_DRIVER, env={**os.environ, "DISPLAY": f":{display}"}))
+    self.driver.set_page_load_timeout(PAGE_LOAD_S)   # a navigation that never loads fails instead of waiting (WebDriver's 300 s)
     self.version = self.driver.capabilities.get("browserVersion", "")
 
   def open(self, width=1280, height=900) -> Page: return _WebKitPage(self.driver, width, height)

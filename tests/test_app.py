@@ -14,12 +14,6 @@ N_DRAWN = 100
 # the app in a browser without WebGPU (on this machine SwiftShader costs a page several CPU-seconds to bring up and time),
 # and with it for the tests that need both backends
 @pytest.fixture
-def app(app_url, chromium_no_webgpu): return app_url, chromium_no_webgpu
-
-@pytest.fixture
-def gpu_app(app_url, chromium_browser): return app_url, chromium_browser
-
-@pytest.fixture
 def no_webgpu_browser(chromium_no_webgpu): return chromium_no_webgpu
 
 def _use_backend(page, backend):
@@ -34,6 +28,7 @@ def _select(page, name):
   page.get_by_test_id("model-select").select_option(name)
   page.wait_for_function("document.body.dataset.ready === 'true'")
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_drawn_mnist_digits_are_read_correctly(gpu_app, no_webgpu_browser, mnist_test_set, name, backend):
@@ -224,6 +219,7 @@ def test_without_webgpu_the_page_says_so_and_runs_on_webassembly(app, no_webgpu_
   assert page.get_by_test_id("prediction").text_content() == str(y[4])
   assert page.get_by_test_id("inference-ms").text_content().endswith("WebAssembly") and not page.errors
 
+@pytest.mark.slow
 def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered(gpu_app, mnist_test_set):
   url, browser = gpu_app
   context = browser.new_context()
@@ -250,6 +246,7 @@ def test_both_backends_are_timed_the_faster_is_used_and_the_choice_is_remembered
 
 SLOW_DOWN = "([kind, ms]) => mnistApp.slowDown('mnist_convnet', kind, ms)"   # a busy CPU or GPU
 
+@pytest.mark.slow
 def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_flap(gpu_app, mnist_test_set):
   url, browser = gpu_app
   page = open_app(browser, url)
@@ -278,6 +275,7 @@ def test_a_backend_that_turns_slow_in_use_is_rechecked_and_close_ones_do_not_fla
   assert not page.errors
   page.close()
 
+@pytest.mark.slow
 def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(gpu_app, mnist_test_set):
   url, browser = gpu_app
   context = browser.new_context()
@@ -298,6 +296,7 @@ def test_recovers_from_a_lost_gpu_device_and_keeps_predicting_meanwhile(gpu_app,
   assert page.get_by_test_id("status").text_content().startswith("Ready · WebGPU")
   context.close()
 
+@pytest.mark.slow
 def test_a_second_visit_works_offline(app, mnist_test_set):
   url, browser = app
   context = browser.new_context()
@@ -317,6 +316,7 @@ def test_a_second_visit_works_offline(app, mnist_test_set):
     assert page.get_by_test_id("prediction").text_content() == str(y[7]), name
   context.close()
 
+@pytest.mark.slow
 def test_an_updated_model_is_not_stuck_behind_the_offline_cache(tmp_path, quick_exports, chromium_browser):
   """Visit, re-export the MLP (new weights, so new content hashes), visit again: the page runs the new model, online and
   then offline, and never mixes the new metadata with old cached weights (which would fail the weights' hash check)."""
@@ -369,7 +369,7 @@ def test_dark_mode_follows_the_system_and_the_toggle_is_remembered(app):
 
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("scheme", ["light", pytest.param("dark", marks=pytest.mark.slow)])
 def test_axe_finds_no_serious_accessibility_violations(app, scheme):
   url, browser = app
   context = browser.new_context(color_scheme=scheme)
@@ -406,7 +406,7 @@ CONTROLS = ["canvas", "pen", "eraser", "brush", "sample", "undo", "clear", "them
             "confidence", "inference-ms", "preview",
             "status", *(f"prob-{d}" for d in range(10))]
 
-@pytest.mark.parametrize("label, size", [("phone", (375, 667)), ("tablet", (768, 1024)), ("desktop", (1440, 900))])
+@pytest.mark.parametrize("label, size", [("phone", (375, 667)), pytest.param("tablet", (768, 1024), marks=pytest.mark.slow), ("desktop", (1440, 900))])
 def test_layout_fits_every_screen(app, mnist_test_set, label, size):
   url, browser = app
   page = open_app(browser, url, viewport=size)

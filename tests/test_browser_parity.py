@@ -50,7 +50,7 @@ def _reference(folder:Path, images:np.ndarray) -> np.ndarray:
   x = (images.astype(np.float32) / 255 - meta["mean"]) / meta["std"]
   return np.concatenate([model(Tensor(x[i:i + 128])).numpy() for i in range(0, len(x), 128)])
 
-@pytest.mark.parametrize("where, name", [("committed", "mnist_mlp"), ("committed", "mnist_convnet"), ("fresh", "mnist_mlp"), ("fresh", "mnist_convnet")])
+@pytest.mark.parametrize("where, name", [("committed", "mnist_mlp"), *(pytest.param(*p, marks=pytest.mark.slow) for p in [("committed", "mnist_convnet"), ("fresh", "mnist_mlp"), ("fresh", "mnist_convnet")])])
 def test_both_backends_match_tinygrad_and_each_other(request, site, chromium_browser, mnist_test_set, where, name):
   """WebGPU's numbers are proved here, on N_IMAGES test digits, against tinygrad and against WebAssembly (whose
   accuracy on all 10 000 is checked below); SwiftShader's 10 000 are in `make bench` (bench/bench_accuracy.py)."""
@@ -65,6 +65,7 @@ def test_both_backends_match_tinygrad_and_each_other(request, site, chromium_bro
     assert (got[backend].argmax(1) == want.argmax(1)).all(), backend
   assert np.abs(got["webgpu"] - got["wasm"]).max() < 1e-4 and (got["webgpu"].argmax(1) == got["wasm"].argmax(1)).all()
 
+@pytest.mark.slow
 def test_corrupting_one_tensor_changes_the_outputs_and_fails_verification(fresh, chromium_browser):
   root, url = fresh
   src = root / "fresh" / "mnist_mlp"
@@ -83,6 +84,7 @@ def test_corrupting_one_tensor_changes_the_outputs_and_fails_verification(fresh,
   assert np.abs(np.array(good) - np.array(changed)).max() > 1e-2
   assert "sha256 mismatch" in _run(chromium_browser, url + "corrupt/", "mnist_mlp", 8)["error"]
 
+@pytest.mark.slow
 def test_a_tampered_webassembly_module_fails_verification(fresh, chromium_browser):
   root, url = fresh
   bad = root / "tampered" / "mnist_convnet"
@@ -95,6 +97,7 @@ def test_a_tampered_webassembly_module_fails_verification(fresh, chromium_browse
   assert "sha256 mismatch" in _run(chromium_browser, url + "tampered/", "mnist_convnet", 1, backend="wasm")["error"]
   assert "logits" in _run(chromium_browser, url + "tampered/", "mnist_convnet", 1, backend="webgpu")      # the WebGPU path does not read it
 
+@pytest.mark.slow
 def test_missing_or_truncated_weights_are_clear_errors(fresh, chromium_browser):
   root, url = fresh
   assert "HTTP 404" in _run(chromium_browser, url + "fresh/", "mnist_mlp", 1, weights="fresh/mnist_mlp/nope.safetensors")["error"]
@@ -102,6 +105,7 @@ def test_missing_or_truncated_weights_are_clear_errors(fresh, chromium_browser):
   err = _run(chromium_browser, url + "fresh/", "mnist_mlp", 1, verify=False, weights="truncated.safetensors")["error"]
   assert "corrupt" in err or "truncated" in err
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_browser_accuracy_on_all_10000_equals_the_metadata(site, chromium_browser, mnist_test_set, name):
   """The committed model's advertised accuracy is what the page computes on the full test set (on WebAssembly; the

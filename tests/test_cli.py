@@ -3,7 +3,7 @@ problem, before any training where it can be known before, and the export folder
 the script's main in this process (knobs as env vars, as a user sets them); the ones that depend on the process itself
 (tinygrad reading its environment as it is imported, Ctrl-C, an unwritable output found before training) run it as a
 process of its own."""
-import hashlib, json, os, runpy, shutil, signal, subprocess, sys, time
+import hashlib, json, runpy, shutil, signal, subprocess, sys, time
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
@@ -121,6 +121,7 @@ def test_the_cnn_script_checks_its_own_knobs(out, tmp_path, monkeypatch, capsys)
   code, err = _main_here("mnist_convnet.py", {"OUT": str(out), "LOAD": str(ROOT / "webapp" / "mnist_mlp" / "mnist_mlp.safetensors")}, monkeypatch, capsys)
   assert code == 2 and "a checkpoint of another model" in err and len(err.strip().splitlines()) == 1
 
+@pytest.mark.slow
 @pytest.mark.parametrize("knob", ["JIT", "DEBUG"])
 def test_a_setting_tinygrad_reads_as_it_is_imported_is_one_line(out, knob):
   proc = run_script("mnist_mlp.py", OUT=out, STEPS=1, **{knob: "abc"})
@@ -134,6 +135,7 @@ def test_unwritable_output_folder_fails_before_training(tmp_path):
   assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"error: OUT={blocker / 'webapp'}: output folder is not writable")
   assert "test accuracy" not in proc.stdout   # it stopped before spending time on training
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
 def test_ctrl_c_or_a_kill_while_training_is_one_line_and_exports_nothing(out, sig, code):
   before = _fingerprint(out)

@@ -14,7 +14,7 @@ MODELS = ["mnist_mlp", "mnist_convnet"]
 N_DRAWN = 10   # per model and engine (Chromium draws 100 per model and backend in test_app.py)
 
 @pytest.fixture
-def app(engine_browser):
+def engine_app(engine_browser):
   """A fresh origin with the app, and a page in `browser` that has loaded it and is ready."""
   server = Server()
   with serve(WEBAPP, server=server) as url:
@@ -41,8 +41,8 @@ def draw(page, digit, height_frac, rng):
   settled(page)
   return text(page, "prediction")
 
-def test_without_webgpu_it_says_so_and_reads_drawn_digits_on_webassembly(app, engine_browser, mnist_test_set):
-  page = app
+def test_without_webgpu_it_says_so_and_reads_drawn_digits_on_webassembly(engine_app, engine_browser, mnist_test_set):
+  page = engine_app
   page.wait_for("document.body.dataset.settled === 'true'", timeout=120)
   assert page.evaluate("() => !navigator.gpu")                              # as on this machine: no WebGPU in either engine
   assert page.evaluate("() => !document.getElementById('no-webgpu').hidden") and "WebAssembly" in page.evaluate(
@@ -67,8 +67,9 @@ def test_without_webgpu_it_says_so_and_reads_drawn_digits_on_webassembly(app, en
     assert sum(read) >= N_DRAWN - 1, (name, read)
     assert text(page, "inference-ms").endswith("WebAssembly")
 
-def test_a_sample_and_a_model_switch(app, mnist_test_set):
-  page = app
+@pytest.mark.slow
+def test_a_sample_and_a_model_switch(engine_app, mnist_test_set):
+  page = engine_app
   click(page, "sample")
   settled(page)
   shown = text(page, "prediction")
@@ -85,8 +86,9 @@ def test_a_sample_and_a_model_switch(app, mnist_test_set):
     probs = page.evaluate("() => [...Array(10).keys()].map((d) => +document.querySelector(`[data-testid=prob-${d}]`).dataset.value)")
     assert (probs != before) == (name == "mnist_mlp")                     # the same drawing, read by another model
 
-def test_the_inside_view_and_the_report_open(app, mnist_test_set):
-  page = app
+@pytest.mark.slow
+def test_the_inside_view_and_the_report_open(engine_app, mnist_test_set):
+  page = engine_app
   x, y = mnist_test_set
   page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[0].reshape(-1).tolist())
   settled(page)
@@ -105,8 +107,9 @@ def test_the_inside_view_and_the_report_open(app, mnist_test_set):
   settled(page)
   assert text(page, "prediction") == str(p)                                # drawn as the test set has it: misread, as reported
 
-def test_fine_tuning_runs(app, mnist_test_set):
-  page = app
+@pytest.mark.slow
+def test_fine_tuning_runs(engine_app, mnist_test_set):
+  page = engine_app
   x, y = mnist_test_set
   select(page, "model-select", "mnist_mlp")                                  # (the CNN's step is the slower one in WebKit)
   page.wait_for("document.body.dataset.ready === 'true'", timeout=120)
@@ -123,8 +126,9 @@ def test_fine_tuning_runs(app, mnist_test_set):
   assert summary["steps"] == 60 and summary["backend"] == "wasm" and summary["after"]["mnist"] >= summary["before"]["mnist"] - 1
   assert page.evaluate("() => document.body.dataset.finetuned") == "true"
 
-def test_a_second_visit_works_offline(app, mnist_test_set):
-  page = app
+@pytest.mark.slow
+def test_a_second_visit_works_offline(engine_app, mnist_test_set):
+  page = engine_app
   assert page.evaluate("() => 'serviceWorker' in navigator")                # both engines allow it on http://127.0.0.1
   page.wait_for("document.body.dataset.offline === 'ready'", timeout=180)
   page.server.offline = True
@@ -154,6 +158,7 @@ RUN_WASM = """async ({names, images}) => {
   return out;
 }"""
 
+@pytest.mark.slow
 def test_the_models_compute_on_webassembly_what_they_compute_in_chromium(engine_browser, chromium_no_webgpu, mnist_test_set):
   images = {"names": MODELS, "images": base64.b64encode(mnist_test_set[0][:64].tobytes()).decode()}
   with serve(WEBAPP) as url:
@@ -169,9 +174,10 @@ def test_the_models_compute_on_webassembly_what_they_compute_in_chromium(engine_
     print(f"{engine_browser.name} {name}: 64 images, max |logit - Chromium's| = {diff:.1e}")
     assert diff == 0, (name, diff)                                          # WebAssembly's float arithmetic is exact IEEE
 
-def test_training_from_scratch(app, mnist_test_set):
+@pytest.mark.slow
+def test_training_from_scratch(engine_app, mnist_test_set):
   """The trainer on WebAssembly, in a worker: a short training learns, and drawing then runs on what it trained."""
-  page = app
+  page = engine_app
   x, y = mnist_test_set
   click(page, "trainer")
   page.wait_for("document.querySelector('[data-testid=train-status]')?.dataset.state === 'idle' && "

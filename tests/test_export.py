@@ -28,6 +28,7 @@ def _float_state(model):
   from tinygrad.nn.state import get_state_dict
   return {k for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_export_files_and_metadata(quick_exports, name):
   folder, metrics = quick_exports[name]
@@ -55,6 +56,7 @@ def test_export_files_and_metadata(quick_exports, name):
   entry = next(m for m in json.loads((folder.parent / "models.json").read_text())["models"] if m["name"] == name)
   assert entry == {"name": name, "label": {"mnist_mlp": "MLP", "mnist_convnet": "CNN"}[name], "role": "predict", "meta": meta}
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist_mlp", "mnist_convnet"])
 def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   folder, _ = quick_exports[name]
@@ -101,6 +103,7 @@ def test_every_state_dict_entry_is_a_bound_weight_buffer(quick_exports, name):
   wgsl = json.loads((folder / f"{name}.wgsl.json").read_text())
   assert set(wgsl) == {str(i) for i in in_forward}
 
+@pytest.mark.slow
 def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_exports, mnist_test_set):
   """Outside a browser: the exported model, loaded by the page's one runtime in Node on WebAssembly (it widens the float16
   weights into the arena), gives logits that match tinygrad's."""
@@ -120,6 +123,7 @@ def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_expo
     got = json.loads(subprocess.run(["node", "--input-type=module", "-e", probe], input=x.tobytes(), capture_output=True, check=True).stdout)
     assert np.abs(np.array(got) - model(Tensor(x)).numpy()[0]).max() < 1e-4
 
+@pytest.mark.slow
 def test_weights_are_shipped_as_float16_and_the_metadata_measures_exactly_those(quick_exports):
   for name, (folder, metrics) in quick_exports.items():
     meta = json.loads((folder / f"{name}.json").read_text())
@@ -127,6 +131,7 @@ def test_weights_are_shipped_as_float16_and_the_metadata_measures_exactly_those(
     assert "test_accuracy_float32" in meta                                 # what rounding cost, for the record
     assert meta["files"]["weights"]["bytes"] < 0.55 * 4 * meta["params"]
 
+@pytest.mark.slow
 def test_an_unrounded_model_is_refused_for_float16_export(quick_exports, tmp_path):
   """Rounding inside the exporter would ship a model whose accuracy nobody measured: it must be done before."""
   from tinygrad import Tensor
@@ -146,6 +151,7 @@ def test_a_missing_wasm_toolchain_is_a_clear_error(monkeypatch, tmp_path):
 def _fingerprint(folder:Path):
   return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
+@pytest.mark.slow
 def test_failed_export_leaves_the_previous_one(quick_exports, tmp_path, monkeypatch):
   out = tmp_path / "webapp"
   shutil.copytree(quick_exports["mnist_mlp"][0], out / "mnist_mlp")
@@ -158,6 +164,7 @@ def test_failed_export_leaves_the_previous_one(quick_exports, tmp_path, monkeypa
   assert _fingerprint(out / "mnist_mlp") == before
   assert sorted(p.name for p in out.iterdir()) == ["mnist_mlp"]       # no staging folder left behind, the manifest untouched
 
+@pytest.mark.slow
 def test_export_killed_midway_leaves_a_consistent_model(quick_exports, tmp_path):
   """SIGKILL at any moment: the folder holds the old model or the new one, whole, never a mix."""
   out = tmp_path / "webapp"
@@ -180,6 +187,7 @@ def test_export_killed_midway_leaves_a_consistent_model(quick_exports, tmp_path)
   assert after == before or meta["test_accuracy"] == 12.5
   assert all(meta["files"][key]["sha256"] == after[f["name"]] for key, f in meta["files"].items())
 
+@pytest.mark.slow
 def test_exporter_refuses_an_adapter_without_a_vulkan_driver(tmp_path):
   env = {**os.environ, "VK_ICD_FILENAMES": str(tmp_path / "no-driver.json"), "VK_DRIVER_FILES": str(tmp_path / "no-driver.json")}
   code = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from exporter import ExportError; from exporter.dawn import check_webgpu\n" \

@@ -7,6 +7,7 @@ import pytest
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 from conftest import ROOT
+from browser import floats
 from test_export import build_model
 import mnist_data
 from exporter.programs import finetune_step
@@ -35,16 +36,8 @@ TRAIN_IN_PAGE = """async ({name, backend, images, labels, lr, steps, frozen}) =>
   return { losses, after, kept, trains: model.train.trains };
 }"""
 
-def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
-
 # the app in a browser without WebGPU (on this machine SwiftShader costs a page several CPU-seconds to bring up and time),
 # and with it for the tests that need both backends
-@pytest.fixture
-def app(app_url, chromium_no_webgpu): return app_url, chromium_no_webgpu
-
-@pytest.fixture
-def gpu_app(app_url, chromium_browser): return app_url, chromium_browser
-
 def _batches(meta, mnist_test_set, batch:int):
   images, labels = mnist_test_set
   x = ((images[:STEPS * batch].astype(np.float32) / 255 - meta["mean"]) / meta["std"]).reshape(STEPS, batch, 1, 28, 28)
@@ -62,8 +55,7 @@ def _tinygrad_steps(name, x, y, lr):
       after[i + 1] = {k: state[k].numpy().reshape(-1) for k in meta["finetune"]["trains"]}
   return losses, after
 
-@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name, backend", [("mnist_mlp", "wasm"), *(pytest.param(*p, marks=pytest.mark.slow) for p in [("mnist_mlp", "webgpu"), ("mnist_convnet", "webgpu"), ("mnist_convnet", "wasm")])])
 def test_training_steps_match_tinygrad(gpu_app, mnist_test_set, name, backend):
   url, browser = gpu_app
   meta = json.loads((WEBAPP / name / f"{name}.json").read_text())
@@ -82,12 +74,12 @@ def test_training_steps_match_tinygrad(gpu_app, mnist_test_set, name, backend):
   want_losses, want_after = _tinygrad_steps(name, x, y, ft["lr"])
   assert sorted(got["trains"]) == sorted(ft["trains"])
   np.testing.assert_allclose(got["losses"], want_losses, rtol=LOSS_RTOL)
-  for k in frozen: assert np.array_equal(_floats(got["kept"][k]), shipped[k]), k
-  worst = max(np.abs(_floats(got["after"][str(n)][k]) - want).max() for n in (1, STEPS) for k, want in want_after[n].items())
+  for k in frozen: assert np.array_equal(floats(got["kept"][k]), shipped[k]), k
+  worst = max(np.abs(floats(got["after"][str(n)][k]) - want).max() for n in (1, STEPS) for k, want in want_after[n].items())
   print(f"{name} {backend}: loss within {max(abs(a / b - 1) for a, b in zip(got['losses'], want_losses)):.1e} relative, weights within {worst:.1e}")
   for steps in (1, STEPS):
     for k, want in want_after[steps].items():
-      np.testing.assert_allclose(_floats(got["after"][str(steps)][k]), want, atol=WEIGHT_ATOL, err_msg=f"{k} after {steps} steps")
+      np.testing.assert_allclose(floats(got["after"][str(steps)][k]), want, atol=WEIGHT_ATOL, err_msg=f"{k} after {steps} steps")
       assert np.abs(want - want_after[0][k]).max() > 20 * WEIGHT_ATOL   # the steps moved the weights well past the tolerance
 
 # ---- the page: teach it a writer, keep it, reset it, cancel, survive a damaged store
@@ -128,6 +120,7 @@ def teach(page, digits, label:int):
 def wait_status(page, state:str, timeout=240_000):
   page.wait_for_function("s => document.querySelector('[data-testid=finetune-status]').dataset.state === s", arg=state, timeout=timeout)
 
+@pytest.mark.slow
 def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(gpu_app, writer):
   url, browser = gpu_app
   taught, held_out = writer
@@ -183,6 +176,7 @@ def test_the_page_learns_a_writers_handwriting_keeps_it_and_resets(gpu_app, writ
   assert page.get_by_test_id("examples-count").text_content() == "0 examples"
   context.close()
 
+@pytest.mark.slow
 def test_it_predicts_while_it_trains_and_cancel_leaves_the_model_as_it_was(app, writer, mnist_test_set):
   url, browser = app
   context = browser.new_context()

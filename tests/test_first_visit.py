@@ -4,6 +4,7 @@ service worker's install included)."""
 import json
 from collections import Counter
 import numpy as np
+import pytest
 from conftest import ROOT
 from browser import serve, throttle, wait_settled, draw_digit, Server
 
@@ -14,6 +15,7 @@ def _events(page): return page.evaluate("mnistApp.events()")
 def _first(events, event, model=None):
   return next((e["t"] for e in events if e["event"] == event and (model is None or e.get("model") == model)), None)
 
+@pytest.mark.slow
 def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progress_is_shown(app_url, chromium_browser, mnist_test_set):
   x, y = mnist_test_set
   url, browser = app_url, chromium_browser
@@ -43,6 +45,7 @@ def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progres
   assert bar.evaluate("b => b.value === b.max")                          # reached 100 %
   page.wait_for_function("document.querySelector('[data-testid=downloads]').hidden")
 
+@pytest.mark.slow
 def test_a_download_that_breaks_off_is_reported_with_a_retry_that_works(chromium_browser, mnist_test_set):
   x, y = mnist_test_set
   server = Server()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tinygrad import Tensor
 from conftest import ROOT
-from browser import open_app, wait_settled, draw_digit
+from browser import open_app, wait_settled, draw_digit, floats
 from test_export import build_model
 from exporter.programs import layer_taps
 
@@ -30,18 +30,9 @@ TAPS_IN_PAGE = """async ({name, backend, images}) => {
   return out;
 }"""
 
-def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
-
 # the app in a browser without WebGPU (on this machine SwiftShader costs a page several CPU-seconds to bring up and time),
 # and with it for the tests that need both backends
-@pytest.fixture
-def app(app_url, chromium_no_webgpu): return app_url, chromium_no_webgpu
-
-@pytest.fixture
-def gpu_app(app_url, chromium_browser): return app_url, chromium_browser
-
-@pytest.mark.parametrize("backend", ["webgpu", "wasm"])
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name, backend", [("mnist_mlp", "wasm"), *(pytest.param(*p, marks=pytest.mark.slow) for p in [("mnist_mlp", "webgpu"), ("mnist_convnet", "webgpu"), ("mnist_convnet", "wasm")])])
 def test_every_layer_matches_tinygrads_intermediate_tensors(gpu_app, mnist_test_set, name, backend):
   url, browser = gpu_app
   images = mnist_test_set[0][:N_TAPPED]
@@ -56,11 +47,11 @@ def test_every_layer_matches_tinygrads_intermediate_tensors(gpu_app, mnist_test_
   for i, result in enumerate(got):
     assert set(result["taps"]) == set(want)
     for layer, values in result["taps"].items():
-      assert np.abs(_floats(values) - want[layer][i]).max() < 1e-4, (i, layer)
-    assert np.array_equal(_floats(result["logits"]), _floats(result["taps"]["logits"]))
-    assert np.abs(_floats(result["plain"]) - want["logits"][i]).max() < 1e-4          # the plain forward agrees
+      assert np.abs(floats(values) - want[layer][i]).max() < 1e-4, (i, layer)
+    assert np.array_equal(floats(result["logits"]), floats(result["taps"]["logits"]))
+    assert np.abs(floats(result["plain"]) - want["logits"][i]).max() < 1e-4          # the plain forward agrees
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", ["mnist_mlp", pytest.param("mnist_convnet", marks=pytest.mark.slow)])
 def test_the_report_is_what_tinygrad_computes_on_the_shipped_weights(mnist_test_set, shipped_logits, name):
   x, y = mnist_test_set
   report = json.loads((WEBAPP / name / f"{name}.report.json").read_text())
@@ -94,6 +85,7 @@ def _open_inside(page, drawn:bool=True):
   page.get_by_test_id("inside").click()
   page.wait_for_function(SHOWN if drawn else "document.querySelector('[data-testid=activations] > [data-layer]')", timeout=60_000)
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["webgpu", "wasm"])
 @pytest.mark.parametrize("name", MODELS)
 def test_the_activations_follow_the_drawing(gpu_app, mnist_test_set, name, backend):
@@ -165,7 +157,7 @@ def test_the_panels_load_their_code_only_when_opened(app):
   assert all(r in requested for r in on_demand), requested
   page.close()
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("scheme", ["light", pytest.param("dark", marks=pytest.mark.slow)])
 def test_the_open_panels_fit_a_phone_and_pass_axe(app, mnist_test_set, scheme):
   url, browser = app
   context = browser.new_context(viewport={"width": 375, "height": 667}, color_scheme=scheme)

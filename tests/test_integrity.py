@@ -4,15 +4,12 @@ an insecure context (no crypto.subtle) the hash is still checked, in JavaScript;
 a changed plan or WGSL file is refused before it is read; the page works under its strict Content-Security-Policy with
 no violation; no HTML is ever built from strings."""
 import json, re, shutil
-import numpy as np
 import pytest
 from conftest import ROOT
 from browser import serve, chromium, Server, wait_settled, wait_in_page
 
 WEBAPP = ROOT / "webapp"
 
-@pytest.fixture
-def app(chromium_no_webgpu): return chromium_no_webgpu
 
 def _open(browser, url, select:str|None=None):
   page = browser.new_page()
@@ -26,12 +23,13 @@ def _open(browser, url, select:str|None=None):
 
 MLP_STATE = "mnistApp.model('mnist_mlp')"
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["flipped", "html"])
-def test_a_bad_answer_is_refused_never_cached_and_the_model_loads_once_the_server_is_right(app, bad):
+def test_a_bad_answer_is_refused_never_cached_and_the_model_loads_once_the_server_is_right(chromium_no_webgpu, bad):
   server = Server()
   server.bad["mnist_mlp.safetensors"] = bad
   with serve(WEBAPP, server=server) as url:
-    page = _open(app, url)
+    page = _open(chromium_no_webgpu, url)
     page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=180_000)   # the service worker installed meanwhile
     page.get_by_test_id("model-select").select_option("mnist_mlp")
     page.wait_for_function(f"{MLP_STATE}.error", timeout=60_000)
@@ -54,10 +52,11 @@ def test_a_bad_answer_is_refused_never_cached_and_the_model_loads_once_the_serve
     assert page.get_by_test_id("prediction").text_content().isdigit() and not page.errors
     page.close()
 
-def test_the_service_worker_drops_a_cached_copy_that_no_longer_matches_and_fetches_it_again(app):
+@pytest.mark.slow
+def test_the_service_worker_drops_a_cached_copy_that_no_longer_matches_and_fetches_it_again(chromium_no_webgpu):
   server = Server()
   with serve(WEBAPP, server=server) as url:
-    page = _open(app, url)
+    page = _open(chromium_no_webgpu, url)
     page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=180_000)
     # a copy in the cache is damaged (a disk error, a bug of an earlier version): served from it, it would break the model
     key = page.evaluate("""async () => { const c = await caches.open('mnist-app-v2@/'), ks = await c.keys();
@@ -104,6 +103,7 @@ def test_a_changed_plan_or_wgsl_is_refused_and_retry_loads_the_right_one(chromiu
     assert not page.errors, page.errors
     page.close()
 
+@pytest.mark.slow
 def test_without_crypto_subtle_the_hash_is_still_checked(mnist_test_set, tmp_path):
   """Served as http://insecure.test (not localhost: an insecure context, as a LAN address would be): no crypto.subtle,
   no service worker, no WebGPU; a weights file with one value changed is refused, the right one predicts."""
@@ -128,6 +128,7 @@ def test_without_crypto_subtle_the_hash_is_still_checked(mnist_test_set, tmp_pat
 
 CSP_WATCH = "addEventListener('securitypolicyviolation', (e) => (window.__csp ??= []).push(`${e.violatedDirective} ${e.blockedURI}`));"
 
+@pytest.mark.slow
 def test_everything_works_under_the_content_security_policy(chromium_browser, app_url, mnist_test_set):
   """Predict on both backends, the inside view, the report, fine-tuning, dark mode and the offline cache, with the
   page's own policy in force (every other test's pages bypass it: Playwright's waits evaluate strings) and not one
@@ -197,6 +198,7 @@ SOAK = """async ({ images, n }) => {
   return { actions: mnistApp.strokes(), events: mnistApp.events().length };
 }"""
 
+@pytest.mark.slow
 def test_ten_thousand_predictions_keep_memory_bounded(chromium_no_webgpu, app_url, mnist_test_set):
   """The undo history and every per-prediction record are bounded: after 1 000 and after 10 000 drawn digits, the JS heap
   (after a garbage collection) and the page's DOM are the same within 2 MB and 50 nodes."""
@@ -220,11 +222,11 @@ def test_ten_thousand_predictions_keep_memory_bounded(chromium_no_webgpu, app_ur
 
 @pytest.mark.parametrize("file, bad", [("mnist_mlp.plan.json", "500"), ("mnist_mlp.plan.json", "html"), ("mnist_mlp.plan.json", "flipped"),
                                        ("mnist_mlp.fma.wasm", "flipped"), ("mnist_mlp.safetensors", "500")])   # Chromium runs the FMA build
-def test_every_file_of_a_model_that_fails_is_named_offers_retry_and_loads_when_the_server_recovers(app, file, bad):
+def test_every_file_of_a_model_that_fails_is_named_offers_retry_and_loads_when_the_server_recovers(chromium_no_webgpu, file, bad):
   server = Server()
   server.bad[file] = bad
   with serve(WEBAPP, server=server) as url:
-    page = _open(app, url, select="mnist_mlp")
+    page = _open(chromium_no_webgpu, url, select="mnist_mlp")
     page.wait_for_function(f"{MLP_STATE}.error", timeout=60_000)
     state = page.evaluate(MLP_STATE)
     assert file in state["error"] and state["retryable"], state
@@ -239,13 +241,13 @@ def test_every_file_of_a_model_that_fails_is_named_offers_retry_and_loads_when_t
     page.close()
 
 @pytest.mark.parametrize("bad", ["500", "html"])
-def test_a_manifest_that_fails_is_named_with_a_retry_that_loads_the_models(app, bad):
+def test_a_manifest_that_fails_is_named_with_a_retry_that_loads_the_models(chromium_no_webgpu, bad):
   """models.json is the one list of models: when it cannot be read the page says so (no model can load), and Retry,
   once the server is right, brings the page up without a reload."""
   server = Server()
   server.bad["models.json"] = bad
   with serve(WEBAPP, server=server) as url:
-    page = _open(app, url)
+    page = _open(chromium_no_webgpu, url)
     page.wait_for_function("document.querySelector('[data-testid=retry-manifest]')", timeout=60_000)
     assert "models.json" in page.get_by_test_id("download-manifest").text_content()
     assert page.get_by_test_id("status").text_content().startswith("Error") and page.evaluate("document.body.dataset.ready") != "true"

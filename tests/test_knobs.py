@@ -26,6 +26,7 @@ def _metrics_here(tmp_path, monkeypatch, tag, **env):
   getenv.cache_clear()
   return json.loads(path.read_text())
 
+@pytest.mark.slow
 def test_lr_changes_training_and_seed_makes_it_repeatable(tmp_path, monkeypatch):
   a = _metrics(tmp_path, "a", LR=1e-3, SEED=1)
   b, fast, other_seed = (_metrics_here(tmp_path, monkeypatch, tag, LR=lr, SEED=seed) for tag, lr, seed in (("b", 1e-3, 1), ("fast", 2e-2, 1), ("c", 1e-3, 2)))
@@ -62,7 +63,7 @@ def test_model_knobs_change_the_model(env):
   cfg = mnist_convnet.model_knobs()
   assert count(mnist_convnet.ConvNet(**cfg)) == (25*8+8) + (25*8*8+8) + (9*8*16+16) + (9*16*16+16) + (16*9*10+10)
 
-@pytest.mark.parametrize("opt, kind", [("adam", "LAMB"), ("adamw", "LAMB"), ("sgd", "LARS"), ("muon", "OptimizerGroup")])
+@pytest.mark.parametrize("opt, kind", [("adam", "LAMB"), *(pytest.param(*p, marks=pytest.mark.slow) for p in [("adamw", "LAMB"), ("sgd", "LARS"), ("muon", "OptimizerGroup")])])
 def test_optimizer_and_schedule_reach_the_step(opt, kind):
   """Each optimiser builds and trains; the one-cycle schedule ramps up over the warm-up, then anneals to ~0."""
   from tinygrad import Tensor
@@ -81,6 +82,7 @@ def test_optimizer_and_schedule_reach_the_step(opt, kind):
   assert f[0] == pytest.approx(0.04 + 0.96 / 5, rel=1e-5) and f[4] == pytest.approx(1.0, rel=1e-5)
   assert all(a > b for a, b in zip(f[5:], f[6:])) and f[10] == pytest.approx(1e-4, abs=1e-6)
 
+@pytest.mark.slow
 def test_jit_knob_reaches_tinygrad_and_export_still_works(tmp_path):
   """JIT=0 runs every step eagerly (tinygrad reads JIT itself): the same numbers, and the exporter still captures (with
   JIT=1 it exports in every test that trains, quick_exports)."""

@@ -33,7 +33,7 @@ def assert_one_screen(where, portrait:bool, expect:str|None=None, size=None):
   if portrait: assert where["canvasShare"] >= 0.7, where
   if expect is not None: assert where["prediction"] == expect, where
 
-@pytest.mark.parametrize("size", [(360, 640), (390, 844), (844, 390)])
+@pytest.mark.parametrize("size", [(360, 640), pytest.param((390, 844), marks=pytest.mark.slow), pytest.param((844, 390), marks=pytest.mark.slow)])
 def test_draw_and_read_the_answer_on_one_phone_screen(chromium_browser, app_url, mnist_test_set, size):
   x, y = mnist_test_set
   context = chromium_browser.new_context(viewport={"width": size[0], "height": size[1]}, device_scale_factor=2, is_mobile=True, has_touch=True)
@@ -61,6 +61,7 @@ def test_draw_and_read_the_answer_on_one_phone_screen(chromium_browser, app_url,
     page.screenshot(path=str(SHOTS / "phone-inside-390x844.png"))
   context.close()
 
+@pytest.mark.slow
 def test_one_phone_screen_in_firefox_and_webkit(engine_browser, mnist_test_set):
   x, y = mnist_test_set
   rng = np.random.default_rng(5)
@@ -93,7 +94,7 @@ TRAINER_ON_SCREEN = """() => {
            progress: inside(document.querySelector("#trainer-panel progress")) };
 }"""
 
-@pytest.mark.parametrize("size", [(390, 844), (844, 390)])
+@pytest.mark.parametrize("size", [(390, 844), pytest.param((844, 390), marks=pytest.mark.slow)])
 def test_the_trainers_live_curves_fit_one_phone_screen(chromium_no_webgpu, app_url, size):
   context = chromium_no_webgpu.new_context(viewport={"width": size[0], "height": size[1]}, device_scale_factor=2, is_mobile=True, has_touch=True)
   page = context.new_page()

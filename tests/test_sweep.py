@@ -33,6 +33,7 @@ def _worker_of(script:str) -> int|None:
     except (OSError, ValueError, IndexError): continue
   return None
 
+@pytest.mark.slow
 def test_the_quick_sweep_on_ray_survives_a_bad_run_ctrl_c_and_a_killed_worker_and_writes_a_report(tmp_path):
   """The quick sweep, end to end on Ray. On a local cluster, with SEED=oops (which breaks the runs that take the seed from
   the environment; the seeded reruns set their own), each bad run fails once, with the script's one-line error, and the
@@ -128,7 +129,7 @@ def test_a_configuration_the_analysis_needs_stops_the_report_with_one_line(tmp_p
 def test_readme_model_table_matches_the_metadata():
   assert sweep_report.readme_model_table() in (ROOT / "README.md").read_text()
 
-@pytest.mark.parametrize("name, target", [("mnist_mlp", 99.0), ("mnist_convnet", 99.65)])
+@pytest.mark.parametrize("name, target", [("mnist_mlp", 99.0), pytest.param("mnist_convnet", 99.65, marks=pytest.mark.slow)])
 def test_committed_models_accuracy_recomputed_with_tinygrad(mnist_test_set, shipped_logits, name, target):
   meta = json.loads((ROOT / "webapp" / name / f"{name}.json").read_text())
   y = mnist_test_set[1]

@@ -9,7 +9,7 @@ import pytest
 from tinygrad import Tensor
 from tinygrad.nn.state import get_state_dict
 from conftest import ROOT, run_script
-from browser import serve, Server
+from browser import serve, Server, floats
 import training
 from exporter.programs import fit_step
 import evaluation
@@ -66,7 +66,6 @@ FIT_IN_PAGE = """async ({name, backend, weights, images, labels, lrs, steps, see
   return { losses, correct, after, inits, names };
 }"""
 
-def _floats(b64:str) -> np.ndarray: return np.frombuffer(base64.b64decode(b64), dtype=np.float32)
 def _b64(a:np.ndarray) -> str: return base64.b64encode(np.ascontiguousarray(a, dtype=a.dtype).tobytes()).decode()
 
 def _fresh(name:str, seed:int=0):
@@ -80,7 +79,7 @@ def _fresh(name:str, seed:int=0):
 FIT_STEPS = 20
 ONE_STEP_ATOL, LOSS_RTOL, PARITY_LR = 2e-5, 2e-2, 0.002
 
-@pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.parametrize("name", ["mnist_mlp_trainer", pytest.param("mnist_convnet_trainer", marks=pytest.mark.slow)])
 def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_url, chromium_browser, mnist_test_set, name):
   """On both backends (one reference run of tinygrad's own steps for the two)."""
   model, opt, meta = _fresh(name)
@@ -110,12 +109,12 @@ def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_ur
     assert all(np.abs(want[FIT_STEPS][k] - state[k].reshape(-1)).max() > 1e-3 for k in state if "running_" in k)
   for backend, got in runs.items():
     assert sorted(got["names"]) == sorted(state)
-    worst = {n: float(max(np.abs(_floats(got["after"][str(n)][k]) - want[n][k]).max() for k in state)) for n in (1, FIT_STEPS)}
+    worst = {n: float(max(np.abs(floats(got["after"][str(n)][k]) - want[n][k]).max() for k in state)) for n in (1, FIT_STEPS)}
     print(f"{name} {backend}: loss within {max(abs(a / b - 1) for a, b in zip(got['losses'], want_losses)):.1e}, weights within {worst} "
           f"(moved {moved:.3f})")
     # one step: the same computation to float32 rounding
     assert abs(got["losses"][0] / want_losses[0] - 1) < 1e-5, backend
-    for k in state: np.testing.assert_allclose(_floats(got["after"]["1"][k]), want[1][k], atol=ONE_STEP_ATOL, err_msg=f"{backend}: {k} after 1 step")
+    for k in state: np.testing.assert_allclose(floats(got["after"]["1"][k]), want[1][k], atol=ONE_STEP_ATOL, err_msg=f"{backend}: {k} after 1 step")
     # twenty: rounding compounds (Adam divides by the root of tiny second moments, batch norm by the batch's spread; the
     # WebAssembly kernels that reassociate their sums round differently again), so the losses are held to 2 % and the
     # weights to a tenth of how far the steps moved them
@@ -125,7 +124,7 @@ def test_fit_steps_match_tinygrad_and_a_fresh_start_has_its_distributions(app_ur
   inits = runs["wasm"]["inits"]
   assert all(inits["1"][k] == runs["webgpu"]["inits"]["1"][k] for k in state) and any(inits["1"][k] != inits["2"][k] for k in state)
   for k, v in state.items():
-    mine, spec = _floats(inits["1"][k]), meta_init(name)[k]
+    mine, spec = floats(inits["1"][k]), meta_init(name)[k]
     if "constant" in spec: assert (mine == spec["constant"]).all() and (v == spec["constant"]).all(), k; continue
     low, high = spec["uniform"]
     assert mine.min() >= low and mine.max() < high and v.min() >= low and v.max() <= high, k
@@ -221,6 +220,7 @@ def train_briefly(page, **fields):
   assert state(page) == "done", page.get_by_test_id("train-status").text_content()
   return float(page.get_by_test_id("train-accuracy").get_attribute("data-value"))
 
+@pytest.mark.slow
 def test_the_download_loads_back_into_tinygrad_with_the_accuracy_the_page_reported(app_url, chromium_browser, tmp_path):
   page = chromium_browser.new_page(accept_downloads=True)
   page.goto(app_url)
@@ -241,7 +241,7 @@ def test_the_download_loads_back_into_tinygrad_with_the_accuracy_the_page_report
 
 @pytest.mark.parametrize("fields, message", [
   ({"samples": 500}, "Training digits must be a whole number from 1,000 to 60,000"),
-  ({"samples": 1500.5}, "Training digits must be a whole number"),
+  pytest.param({"samples": 1500.5}, "Training digits must be a whole number", marks=pytest.mark.slow),
   ({"epochs": 0}, "Epochs must be a number from 0.1 to 30"),
   ({"epochs": 31}, "Epochs must be a number from 0.1 to 30"),
   ({"lr": "2"}, "The learning rate must be a number from 0.00001 to 0.1"),
@@ -257,6 +257,7 @@ def test_bad_settings_are_refused_with_a_message(app_url, chromium_browser, fiel
   wait_state(page, "error")
   assert page.get_by_test_id("train-status").text_content().startswith(message)
 
+@pytest.mark.slow
 def test_a_data_download_that_breaks_off_is_retried(chromium_browser):
   server = Server()
   server.break_after["train-1.bin.gz"] = 200_000
@@ -295,6 +296,7 @@ FULL_STORAGE = """(() => {
   };
 })();"""
 
+@pytest.mark.slow
 def test_full_storage_keeps_the_model_for_this_visit_with_a_message(app_url, chromium_browser, mnist_test_set):
   context = chromium_browser.new_context()
   context.add_init_script(FULL_STORAGE)
@@ -306,6 +308,7 @@ def test_full_storage_keeps_the_model_for_this_visit_with_a_message(app_url, chr
   page.wait_for_function("document.querySelector('[data-testid=model-select]').value === 'trained' && document.body.dataset.ready === 'true'",
                          timeout=60_000)
 
+@pytest.mark.slow
 def test_closing_the_panel_stops_the_training_cleanly(app_url, chromium_browser):
   page = chromium_browser.new_page()
   errors = []

@@ -111,7 +111,12 @@ async function dropOldCaches() {
   for (const name of await caches.keys()) if (name !== CACHE && (name.endsWith(`@${SITE}`) || name === "mnist-app-v1")) await caches.delete(name);
 }
 
-self.addEventListener("install", (event) => event.waitUntil(precache().then(() => self.skipWaiting())));
+// A new version of this worker takes over once no page of the site is open (the first one at once, and it claims the page
+// that installed it). It does not skip waiting: Chromium then stops the worker in use to activate the new one, a request
+// of the page arriving meanwhile starts it again, and the activation is left undone for good; the page's next reload got
+// no load event (tests/test_threads.py reproduces it: a page fetching while its worker updates). Until then the page is
+// served as before: its own files come from the network first, the models by their hash.
+self.addEventListener("install", (event) => event.waitUntil(precache()));
 self.addEventListener("activate", (event) => event.waitUntil(dropOldCaches().then(() => self.clients.claim())));
 
 const ISOLATION = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp",

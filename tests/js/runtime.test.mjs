@@ -254,3 +254,13 @@ test("sha256Hex never skips the check: without crypto.subtle it hashes in JavaSc
   finally { Object.defineProperty(globalThis, "crypto", subtle); }
   assert.equal(await sha256Hex(bytes), want);
 });
+
+test("the threads a module serves at most are the metadata's: a load asking for more gets that many", async () => {
+  const meta = JSON.parse(readFileSync(fileURLToPath(metaUrl("mnist_mlp")), "utf8"));
+  const fewer = { ...meta, wasm_modules: meta.wasm_modules.map((m) => (m.threads > 1 ? { ...m, threads: 2 } : m)) };
+  const model = await openModel(fewer, { base: new URL(".", metaUrl("mnist_mlp")) }), run = await model.load("wasm", { threads: 4, fma: false });
+  try {
+    assert.equal(run.wasm.threads, 2);
+    assert.equal((await run(new Float32Array(784))).length, 10);
+  } finally { run.close(); }
+});

@@ -2,6 +2,9 @@
 // always text (never parsed as HTML), so nothing a file or a visitor supplies can become markup or script. And drawing a
 // 28x28 digit, which the preview, the report, the trainer and its samples all show.
 
+/** A size in bytes as people read it: "387 KB", "5.6 MB". */
+export const formatBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`);
+
 /** An element: `props` are attributes (class, id, aria-*, type...), with `dataset` and `on<event>` handled apart. */
 export function h(tag, props = {}, ...children) {
   const el = document.createElement(tag);

@@ -3,9 +3,8 @@
 // so that nothing moves the canvas and the answer on a phone's screen. Rows are made once and updated in place, at most
 // once per frame. If the site's list of models itself cannot load, one row says so, with its own Retry.
 
-import { h } from "./dom.js";
+import { h, formatBytes } from "./dom.js";
 
-const formatBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`);
 const button = (testid, onclick) => h("button", { type: "button", class: "tool min-h-0 py-1 text-xs", dataset: { testid }, onclick }, "Retry");
 
 export class DownloadsView {

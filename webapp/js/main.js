@@ -120,7 +120,7 @@ prediction.empty();
 scheduler.schedule();
 startModels();
 
-// The page's surface for tests and tools (tests/README.md), instead of its internals: what a model is doing, the load's
+// The page's surface for tests and tools (docs/testing.md), instead of its internals: what a model is doing, the load's
 // events, and the few actions a test cannot take through the page's controls.
 const snapshot = (m) => m && ({
   name: m.name, ready: Boolean(m.run), error: m.error, retryable: m.retryable, backend: m.backend, threads: m.backends.get("wasm")?.run.wasm?.threads ?? null,

@@ -2,12 +2,11 @@
 // a run() per backend, warmed up and timed; the backend in use, chosen by the visitor or by speed. models.js decides when
 // each step happens.
 
-import { openModel, fetchBytes, wasmModule, capabilities, DownloadError, ModelFileError } from "./runtime/index.js";
+import { openModel, fetchBytes, wasmModule, capabilities, message, DownloadError, ModelFileError } from "./runtime/index.js";
 import { stash } from "./settings.js";
 
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
-const message = (e) => (e instanceof Error ? e.message : String(e));
 
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;

@@ -7,7 +7,7 @@
 // Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
 // A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
-import { fetchJson, ModelFileError } from "./runtime/index.js";
+import { fetchJson, message, ModelFileError } from "./runtime/index.js";
 import { Model, median } from "./model.js";
 
 export const MANIFEST = new URL("../models.json", import.meta.url);
@@ -47,7 +47,6 @@ async function requestDevice() {
   return { device: await answerWithin(adapter.requestDevice(), "requestDevice()"), adapterName };
 }
 
-const message = (e) => (e instanceof Error ? e.message : String(e));
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Loads the models and backends in the order above. `onChange` hears about progress, readiness, the choice, errors

@@ -4,13 +4,13 @@
 
 import { BACKEND_NAMES } from "./model.js";
 import { ms } from "./prediction.js";
+import { formatBytes } from "./dom.js";
 
 const TONES = {
   info: "bg-slate-200 text-slate-700 dark:bg-slate-800 dark:text-slate-300",
   ok: "bg-emerald-100 text-emerald-800 dark:bg-emerald-900/50 dark:text-emerald-300",
   error: "bg-red-100 text-red-800 dark:bg-red-900/50 dark:text-red-300",
 };
-const formatBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`);
 const percent = (p) => Math.min(100, Math.floor((100 * p.loaded) / p.total));
 
 export class StatusView {

@@ -70,7 +70,6 @@ export class Trainer {
 
   startData() {
     if (this.data) return;
-    const ui = this.ui;
     this.data = loadDataset(({ file, split, loaded, total }) => {
       this.view.showData({ loaded, total }, this.data);
       if (file) {
@@ -79,14 +78,11 @@ export class Trainer {
         this.dataArrived?.();
       }
     });
-    this.data.done.then(() => { ui.dataText.textContent += " (all)"; }, (e) => {
+    this.data.done.then(() => this.view.dataDone(), (e) => {
       this.data = null;
-      ui.dataText.textContent = `Could not load MNIST: ${e.message}`;
-      ui.dataRetry.hidden = false;
+      this.view.dataFailed(e, () => this.startData());
       if (this.state === "training" || this.state === "loading") this.fail(e);
     });
-    ui.dataRetry.hidden = true;
-    ui.dataRetry.onclick = () => this.startData();
   }
 
   lastFile(split) {
@@ -104,14 +100,12 @@ export class Trainer {
 
   async start() {
     await this.open();
-    if (this.ui.seed.value.trim() === "") this.ui.seed.value = String(Math.floor(Math.random() * 2 ** 31));   // none given: a fresh one, shown
-    const { error, settings } = readSettings({ samples: this.ui.samples.value.trim(), epochs: this.ui.epochs.value.trim(), lr: this.ui.lr.value.trim(),
-                                               seed: this.ui.seed.value.trim() });
+    const { error, settings } = readSettings(this.view.fields());
     if (error) { this.setState("error", error); return; }
     const name = this.ui.model.value, { meta, base } = this.models.get(name), backend = this.backendFor();
     if (backend === "webgpu" && !this.device()) { this.setState("error", "WebGPU is not available here: choose WebAssembly."); return; }
     this.startData();
-    this.ui.result.hidden = true;
+    this.view.hideResult();
     this.setState("loading", "Waiting for the first training digits…");
     while (!this.data?.train.count) {
       if (!this.data) throw new Error("MNIST could not be loaded; retry the download");
@@ -170,7 +164,7 @@ export class Trainer {
   onWasm(job, event) {
     job.wasm = event.kind === "wasm" ? event : { ...job.wasm, threads: 1, why: event.why };
     const { threads, fma, why } = job.wasm;
-    this.ui.status.dataset.threads = String(threads);
+    this.view.ui.status.dataset.threads = String(threads);   // tests read what the Worker trains on
     if (this.state === "training") {
       this.setState("training", `Training the ${this.models.get(job.name).label} on WebAssembly (in a worker, ${threads} thread${threads === 1 ? "" : "s"}` +
         `${fma ? ", FMA" : ""})…` + (why ? ` One thread: ${why}.` : ""));   // threads lost in use; the backend line says the rest

@@ -126,6 +126,24 @@ export class TrainerView {
       `${data.test.count.toLocaleString("en-US")} test digits in`;
   }
 
+  dataDone() { this.ui.dataText.textContent += " (all)"; this.ui.dataRetry.hidden = true; }
+
+  /** MNIST could not be loaded: why, and a Retry that calls `retry()`. */
+  dataFailed(e, retry) {
+    this.ui.dataText.textContent = `Could not load MNIST: ${e.message}`;
+    this.ui.dataRetry.hidden = false;
+    this.ui.dataRetry.onclick = () => { this.ui.dataRetry.hidden = true; retry(); };
+  }
+
+  /** The settings as typed (a seed left empty gets a fresh one, shown). */
+  fields() {
+    const ui = this.ui;
+    if (ui.seed.value.trim() === "") ui.seed.value = String(Math.floor(Math.random() * 2 ** 31));
+    return { samples: ui.samples.value.trim(), epochs: ui.epochs.value.trim(), lr: ui.lr.value.trim(), seed: ui.seed.value.trim() };
+  }
+
+  hideResult() { this.ui.result.hidden = true; }
+
   /** The first training digits, with their labels, as a grid. */
   drawSamples(train) {
     const canvas = this.ui.samplesGrid, columns = 20, rows = 3, ctx = canvas.getContext("2d");
