@@ -78,13 +78,17 @@ async function fetchAndStore(cache, url) {
 /** The page's own files: index.html, what it links (its style, icon and scripts), and every module those import,
  *  statically, on demand or as a worker ("./x.js" or "./folder/x.js", relative to the importing module). */
 async function shell(cache) {
-  const found = new Set(["./"]), todo = ["./"];
-  while (todo.length) {
-    const url = todo.pop(), text = await (await fetchAndStore(cache, url)).text();
+  const found = new Set(["./"]);
+  // each file at once, and what it names as soon as it is in: the crawl takes as many round trips as the import chain is deep
+  const visit = async (url) => {
+    const response = await fetchAndStore(cache, url);
+    if (url !== "./" && !url.endsWith(".js")) return;
+    const text = await response.text();
     const links = url === "./" ? [...text.matchAll(/(?:href|src)="((?![#/]|[a-z]+:)[^"]+)"/g)].map((m) => m[1])
       : [...text.matchAll(/(?:from|import\(|new URL\()\s*"\.\/([\w/-]+\.js)"/g)].map((m) => url.replace(/[^/]*$/, "") + m[1]);
-    for (const link of links) if (!found.has(link)) { found.add(link); if (link.endsWith(".js")) todo.push(link); else await fetchAndStore(cache, link); }
-  }
+    await Promise.all([...new Set(links)].filter((link) => !found.has(link)).map((link) => { found.add(link); return visit(link); }));
+  };
+  await visit("./");
 }
 
 /** Every file of every model the page draws with, by the hashes the manifest gives. */
@@ -112,10 +116,11 @@ async function dropOldCaches() {
 }
 
 // A new version of this worker takes over once no page of the site is open (the first one at once, and it claims the page
-// that installed it). It does not skip waiting: Chromium then stops the worker in use to activate the new one, a request
-// of the page arriving meanwhile starts it again, and the activation is left undone for good; the page's next reload got
-// no load event (tests/test_threads.py reproduces it: a page fetching while its worker updates). Until then the page is
-// served as before: its own files come from the network first, the models by their hash.
+// that installed it). It does not skip waiting: to activate a new worker Chromium stops the one in use, and a request
+// arriving meanwhile starts that one again and leaves the activation undone for good; with skipWaiting() the page's own
+// requests right after an update did that, and its next reload got no load event (tests/test_threads.py reproduces it: a
+// page fetching while its worker updates). Waiting, a page is served as before (its own files from the network first,
+// the models by their hash), and sw.js changes only when this file does.
 self.addEventListener("install", (event) => event.waitUntil(precache()));
 self.addEventListener("activate", (event) => event.waitUntil(dropOldCaches().then(() => self.clients.claim())));
 
