@@ -33,7 +33,7 @@ from exporter.programs import export_programs
 from evaluation import WEIGHT_DTYPES, stored
 from mnist_data import input_contract
 
-__all__ = ["ExportError", "export_model"]
+__all__ = ["ExportError", "export_model", "weights_file"]
 
 def export_model(model, name:str, out_dir:str|os.PathLike="webapp", label:str|None=None, metadata:dict|None=None, report:dict|None=None,
                  finetune:bool=True, fit:dict|None=None, weights_dtype:str="float16", wasm_beam:int=0, wasm_schedules:dict|None=None) -> Path:
@@ -44,8 +44,9 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", label:str|No
   {"optimizer", "kind", "warmup"}, "epochs", "dropout"}): the model is then one the page trains from scratch (its
   manifest role "train"; otherwise "predict").
 
-  `weights_dtype` float16 stores the weights in half the bytes; the model must already hold float16-exact weights
-  (evaluation.round_weights), so that the accuracy measured on it (`report`'s) is the accuracy of exactly what ships.
+  `weights_dtype` float16 stores the weights in half the bytes, int8 the matrices and filters in a quarter (with a scale
+  per output channel); the model must already hold exactly those values (evaluation.round_weights), so that the accuracy
+  measured on it (`report`'s) is the accuracy of exactly what ships.
 
   `wasm_beam` > 0 picks the WebAssembly kernels by tinygrad's BEAM search of that width, timed as WebAssembly, and
   reassociates the sums of the kernels that gain from it; the choices go into `name.schedules.json`, and
@@ -53,8 +54,8 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", label:str|No
   if not name.isidentifier(): raise ExportError(f"model name {name!r} must be an identifier (it names files and buffers)")
   if weights_dtype not in WEIGHT_DTYPES: raise ExportError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}")
   check_webgpu()
+  weights, stored_as = weights_file(model, weights_dtype, name)
   state = _float_state(model)
-  weights, stored_as = _weights_file(state, weights_dtype, name)
   searched = _searching(wasm_beam, wasm_schedules or {})
   programs, about = export_programs(model, state, finetune, fit, on_cpu=searched.on_cpu)
   plan, files, modules = build_plan(programs, about, reassociate=searched.reassociate)
@@ -75,14 +76,15 @@ def _float_state(model) -> dict:
   from tinygrad.nn.state import get_state_dict
   return {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
 
-def _weights_file(state:dict, dtype:str, name:str) -> tuple[bytes, list[str]]:
+def weights_file(model, dtype:str, name:str) -> tuple[bytes, list[str]]:
   """The safetensors file both backends read, and the dtypes it stores. One metadata key: safetensors orders several
   arbitrarily, and the same weights should give the same file (and hash)."""
   from safetensors.numpy import save
   arrays = {}
-  for k, v in state.items():
-    arrays[k] = stored(v.numpy(), dtype)
-    if arrays[k] is None: raise ExportError(f"{k} is not float16-exact: call round_weights(model) before measuring the accuracy you export")
+  for k, v in _float_state(model).items():
+    held = stored(k, v.numpy(), dtype)
+    if held is None: raise ExportError(f"{k} is not {dtype}-exact: call round_weights(model) before measuring the accuracy you export")
+    arrays.update(held)
   return save(arrays, metadata={"model": name}), sorted({str(a.dtype) for a in arrays.values()})
 
 class _searching:

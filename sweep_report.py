@@ -106,6 +106,74 @@ def seed_noise_section(model:str, stats:dict, comparisons:dict, seeds:list[str])
     lines.append(f"| {a} → {b} | {what} | {d[0]:+.2f} | {d[1]:.2f} | {'**larger than the noise**' if abs(d[0]) > d[1] else 'within the noise'} |")
   return lines + [""]
 
+# ---------------------------------------------------------------- accuracy per byte
+
+# What a shipped model must reach (all 10 000 test digits, its weights as stored): the goals the page is built to
+TARGETS = {"mnist_mlp": 99.3, "mnist_convnet": 99.6}
+
+def measured(done:list) -> list:
+  """The runs whose weights file was measured as shipped: [(name, run)]."""
+  return [(name, r) for name, r, *_ in done if r.get("shipped")]
+
+def frontier(runs:list) -> list[str]:
+  """The runs no smaller run beats: walking up in bytes on the wire, each that is more accurate than every smaller one."""
+  best, on = -1.0, []
+  for name, r in sorted(runs, key=lambda x: (x[1]["shipped"]["wire_bytes"], -x[1]["test_accuracy"])):
+    if r["test_accuracy"] > best: best, on = r["test_accuracy"], on + [name]
+  return on
+
+def chosen(model:str, runs:list) -> str|None:
+  """The rule the shipped models follow: the fewest bytes on the wire among the runs (on the frontier) that reach the
+  model's target; where none does, the most accurate run."""
+  if not runs: return None
+  on = dict(runs)
+  reaching = [n for n in frontier(runs) if on[n]["test_accuracy"] >= TARGETS[model]]
+  return reaching[0] if reaching else max(runs, key=lambda x: x[1]["test_accuracy"])[0]
+
+def bytes_section(model:str, done:list, stats:dict, folder:Path, out:Path) -> list[str]:
+  runs = measured(done)
+  if not runs: return []
+  on, pick = set(frontier(runs)), chosen(model, runs)
+  r = dict(runs)[pick]
+  kb = lambda x: f"{x['shipped']['wire_bytes'] / 1024:,.0f} KB"
+  lines = [f"### {model}: accuracy per byte", "",
+           "Every visitor downloads the weights of the model they use, and GitHub Pages sends them as they are (no gzip for a "
+           ".safetensors file), so these runs store them as shipped (int8 with a scale per output channel: the accuracy is measured "
+           "on exactly those weights) and record the file's bytes on the wire. The frontier (◆) is each run more accurate than "
+           "every smaller one.", "",
+           "| | configuration | parameters | weights on the wire | accuracy as shipped % | before rounding % |", "|---|---|---|---|---|---|"]
+  for name, x in sorted(runs, key=lambda x: x[1]["shipped"]["wire_bytes"]):
+    lines.append(f"| {'◆' if name in on else ''} | {'**' + name + '**' if name == pick else name} | {x['params']:,} | {kb(x)} | "
+                 f"{x['test_accuracy']:.2f} | {x['shipped']['test_accuracy_float32']:.2f} |")
+  noise = f" Its seeds: {stats[pick][0]:.2f} ± {stats[pick][1]:.3f} % over {stats[pick][2]} runs." if pick in stats else " It ran with one seed."
+  reached = r["test_accuracy"] >= TARGETS[model]
+  lines += ["", f"![accuracy per byte]({folder.relative_to(out.parent)}/{_bytes_plot(model, runs, on, pick, folder)})", "",
+            f"**The rule:** ship the run with the fewest bytes on the wire that reaches {TARGETS[model]:g} % as shipped; where none "
+            f"does, the most accurate. By it: **{pick}**, {r['params']:,} parameters, {kb(r)}, {r['test_accuracy']:.2f} %"
+            + ("." if reached else f", short of {TARGETS[model]:g} %: no run reached it.") + noise, ""]
+  return lines
+
+def _bytes_plot(model:str, runs:list, on:set, pick:str, folder:Path) -> str:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  folder.mkdir(parents=True, exist_ok=True)
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  x = lambda r: r["shipped"]["wire_bytes"] / 1024
+  ax.scatter([x(r) for _, r in runs], [r["test_accuracy"] for _, r in runs], color="0.6", s=18, label="runs")
+  front = sorted((r for n, r in runs if n in on), key=x)
+  ax.plot([x(r) for r in front], [r["test_accuracy"] for r in front], "o-", color="tab:blue", label="frontier")
+  r = dict(runs)[pick]
+  ax.scatter([x(r)], [r["test_accuracy"]], s=120, facecolors="none", edgecolors="tab:red", label=f"shipped: {pick}")
+  ax.axhline(TARGETS[model], color="tab:red", lw=0.8, ls="--")
+  ax.set(xscale="log", xlabel="weights on the wire, KB (log)", ylabel="test accuracy as shipped %", title=f"{model}: accuracy per byte")
+  ax.grid(alpha=0.3, which="both")
+  ax.legend(fontsize=8, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(folder / f"{model}_bytes.png", dpi=110)
+  plt.close(fig)
+  return f"{model}_bytes.png"
+
 # ---------------------------------------------------------------- the report
 
 def write_report(configs:dict, results:dict, out:Path, key_of, bases:dict, scripts:dict, comparisons:dict, seeds:list[str],
@@ -127,7 +195,7 @@ def write_report(configs:dict, results:dict, out:Path, key_of, bases:dict, scrip
     table, best = _model_table(model, done, bases[model])
     files = _plots(model, [(n, r) for n, r, _, _ in done], plots_dir, highlight.get(model, []))
     sections += [*table, "", *(f"![{f}]({plots_dir.relative_to(out.parent)}/{f})" for f in files), "",
-                 *seed_noise_section(model, noise[model], comparisons, seeds)]
+                 *seed_noise_section(model, noise[model], comparisons, seeds), *bytes_section(model, done, noise[model], plots_dir, out)]
     best_name, r, o = best
     env = " ".join(f"{k}={v}" for k, v in {**bases[model], **o}.items())
     summary.append(f"| {model} | {best_name} | {r['test_accuracy']:.2f} | {r['train_seconds']:.0f} s on {r['device']} | `{env} python {scripts[model]}` |")

@@ -22,8 +22,8 @@ from tinygrad.helpers import getenv, trange
 from safetensors.numpy import save_file
 from tinygrad.nn.state import get_state_dict, get_parameters, load_state_dict
 from mnist_data import IMAGE_SIZE, UserError, load_mnist, normalize
-from export_utils import ExportError, export_model
-from evaluation import WEIGHT_DTYPES, evaluate, predict, round_weights, test_report
+from export_utils import ExportError, export_model, weights_file
+from evaluation import WEIGHT_DTYPES, evaluate, predict, round_weights, test_report, widened, wire_bytes
 
 # ---------------------------------------------------------------- knobs
 
@@ -40,6 +40,9 @@ TRAINING_KNOBS = [
   ("schedule",             "SCHEDULE",         "onecycle", dict(choices=("constant", "cosine", "onecycle"))),  # the learning rate over the steps
   ("warmup",               "WARMUP",           0.1,        dict(lo=0.0, hi=1.0)),                       # warm-up, as a share of STEPS
   ("label_smoothing",      "LABEL_SMOOTHING",  0.0,        dict(lo=0.0, hi=0.5)),                       # of the cross-entropy
+  ("teacher",              "TEACHER",          "",         {}),                                         # distil from these weights (an export or checkpoint of either script)
+  ("kd_temperature",       "KD_T",             4.0,        dict(lo=0.1, hi=100.0)),                     # the temperature that softens both outputs
+  ("kd_weight",            "KD_WEIGHT",        0.7,        dict(lo=0.0, hi=1.0)),                       # the distillation term's share of the loss
   ("affine",               "AFFINE",           1,          dict(choices=(0, 1))),                       # random rotation, scale and shift on the device
   ("rotate_deg",           "ROTATE",           12.0,       dict(lo=0.0, hi=90.0)),                      # its largest rotation
   ("shift_px",             "SHIFT",            2.5,        dict(lo=0.0, hi=10.0)),                      # its largest shift
@@ -55,7 +58,7 @@ RUN_KNOBS = [
   ("export",               "EXPORT",           1,          dict(choices=(0, 1))),                       # 0: train and measure only
   ("trainer",              "TRAINER",          0,          dict(choices=(0, 1))),                       # 1: export <name>_trainer/, which the page trains from scratch
   ("wasm_beam",            "WASM_BEAM",        0,          dict(lo=0, hi=32)),                          # BEAM width for the WebAssembly kernels, timed as WebAssembly
-  ("weights_dtype",        "WEIGHTS_DTYPE",    "float16",  dict(choices=WEIGHT_DTYPES)),                # how the weights file stores them
+  ("weights_dtype",        "WEIGHTS",          "float16",  dict(choices=WEIGHT_DTYPES)),                # how the weights file stores them (int8: per-channel scales)
   ("checkpoint",           "CHECKPOINT",       "",         {}),                                         # save the trained weights here
   ("load",                 "LOAD",             "",         {}),                                         # evaluate and export these weights instead of training
   ("metrics",              "METRICS",          "",         {}),                                         # a JSON file of the curves and results
@@ -139,9 +142,30 @@ def _optimizers(opt): return list(opt.optimizers) if isinstance(opt, nn.optim.Op
 
 # ---------------------------------------------------------------- train / evaluate
 
+def teacher_model(path:str):
+  """The model whose weights are at `path` (an export's or a checkpoint's, of either script), built from its own knobs."""
+  import importlib
+  model_cfg = read_checkpoint_info(path, "TEACHER")[0]["model"]
+  script, cls = ("mnist_convnet", "ConvNet") if "channels" in model_cfg else ("mnist_mlp", "MLP")
+  try: model = getattr(importlib.import_module(script), cls)(**model_cfg)
+  except (TypeError, KeyError, ValueError): raise UserError(f"TEACHER={path}: its knobs {json.dumps(model_cfg)[:120]} build no model") from None
+  return load_weights(model, path, "TEACHER")
+
+def distillation(student:Tensor, teacher:Tensor, labels:Tensor, cfg:dict) -> Tensor:
+  """Hinton et al. (2015): the cross-entropy with the labels, and with weight `kd_weight` the KL divergence from the
+  teacher's outputs to the student's, both softened by the temperature T (times T^2, so that its gradients keep their
+  size whatever T)."""
+  t = cfg["kd_temperature"]
+  soft = (teacher / t).softmax(-1)
+  kl = (soft * ((teacher / t).log_softmax(-1) - (student / t).log_softmax(-1))).sum(-1).mean()
+  hard = student.sparse_categorical_crossentropy(labels, label_smoothing=cfg["label_smoothing"])
+  return (1 - cfg["kd_weight"]) * hard + cfg["kd_weight"] * t * t * kl
+
 def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=None, Y_test:Tensor|None=None) -> dict:
-  """Train `model` in place for cfg['steps'] steps. Returns the history: loss curve, test-accuracy curve, timings."""
+  """Train `model` in place for cfg['steps'] steps (from a teacher's outputs too, given TEACHER). Returns the history:
+  loss curve, test-accuracy curve, timings."""
   opt = make_optimizer(model, cfg)
+  teacher = teacher_model(cfg["teacher"]) if cfg.get("teacher") else None
   base_lrs = [o.lr.numpy().copy() for o in _optimizers(opt)]
   step = Tensor([0], dtype=dtypes.int32, device=X_train.device).contiguous().realize()
 
@@ -150,8 +174,12 @@ def train(model, cfg:dict, X_train:Tensor, Y_train:Tensor, X_test:Tensor|None=No
   def train_step() -> Tensor:
     opt.zero_grad()
     idx = Tensor.randint(cfg["batch_size"], high=X_train.shape[0], device=X_train.device)
-    x = augment(X_train[idx].float() / 255, cfg)
-    loss = model(normalize(x)).sparse_categorical_crossentropy(Y_train[idx], label_smoothing=cfg["label_smoothing"]).backward()
+    x = normalize(augment(X_train[idx].float() / 255, cfg))
+    if teacher is None: loss = model(x).sparse_categorical_crossentropy(Y_train[idx], label_smoothing=cfg["label_smoothing"])
+    else:
+      with Context(TRAINING=0): taught = teacher(x).detach()   # the teacher as it predicts, on the same augmented batch
+      loss = distillation(model(x), taught, Y_train[idx], cfg)
+    loss.backward()
     factor = lr_factor(step, cfg)
     for o, base in zip(_optimizers(opt), base_lrs): o.lr.assign(Tensor(base, device=o.lr.device) * factor)
     step.assign(step + 1)
@@ -184,33 +212,34 @@ def save_checkpoint(model, cfg:dict, training_info:dict, path:str):
   # through numpy: a GPU machine may have no CPU compiler for tinygrad's own copy to CPU
   save_file({k: v.numpy() for k, v in get_state_dict(model).items()}, path, metadata={"config": json.dumps(cfg), "training": json.dumps(training_info)})
 
-def load_weights(model, path:str):
+def load_weights(model, path:str, knob:str="LOAD"):
   """Load weights saved by CHECKPOINT= or by the exporter, checked before anything uses them: a readable safetensors
   file, every float tensor of this model present with its shape, every value finite. The exporter leaves out integer
-  bookkeeping tensors (batch norm's step counter) that inference never reads, so only float tensors must be present."""
-  # exported weights may be stored as float16: widen them to the model's float32
+  bookkeeping tensors (batch norm's step counter) that inference never reads, so only float tensors must be present.
+  `knob` names where the path came from in the errors."""
+  # exported weights may be stored as float16 or int8 with scales: widen them to the model's float32
   from safetensors.numpy import load_file
-  try: arrays = load_file(path)
-  except Exception as e: raise UserError(f"LOAD={path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+  try: arrays = widened(load_file(path))
+  except Exception as e: raise UserError(f"{knob}={path}: not a readable safetensors file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
   expected = {k: v for k, v in get_state_dict(model).items() if dtypes.is_float(v.dtype)}
-  if missing := sorted(set(expected) - set(arrays)): raise UserError(f"LOAD={path}: not weights of this model (missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")
+  if missing := sorted(set(expected) - set(arrays)): raise UserError(f"{knob}={path}: not weights of this model (missing {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''})")
   for k, v in expected.items():
-    if tuple(arrays[k].shape) != tuple(v.shape): raise UserError(f"LOAD={path}: {k} has shape {tuple(arrays[k].shape)}, this model's is {tuple(v.shape)} (other knobs?)")
-    if arrays[k].dtype.kind != "f" or not np.isfinite(arrays[k]).all(): raise UserError(f"LOAD={path}: {k} holds values that are not finite numbers")
-  state = {k: Tensor(a.astype(np.float32) if a.dtype == np.float16 else a) for k, a in arrays.items() if k in expected}
+    if tuple(arrays[k].shape) != tuple(v.shape): raise UserError(f"{knob}={path}: {k} has shape {tuple(arrays[k].shape)}, this model's is {tuple(v.shape)} (other knobs?)")
+    if arrays[k].dtype.kind != "f" or not np.isfinite(arrays[k]).all(): raise UserError(f"{knob}={path}: {k} holds values that are not finite numbers")
+  state = {k: Tensor(a) for k, a in arrays.items() if k in expected}
   load_state_dict(model, state, strict=False, verbose=False)
   return model
 
 SAFETENSORS_MAX_HEADER = 100_000_000   # the reference reader's limit
 
-def read_checkpoint_info(path:str) -> tuple[dict, dict]:
+def read_checkpoint_info(path:str, knob:str="LOAD") -> tuple[dict, dict]:
   """How the weights at `path` were trained: from a checkpoint's own header, or from an export's metadata beside it."""
   exported = Path(path).with_suffix(".json")
   if Path(path).suffix == ".safetensors" and exported.is_file():
     try:
       meta = json.loads(exported.read_text())
       return meta["config"], meta["training"]
-    except (ValueError, KeyError) as e: raise UserError(f"LOAD={path}: {exported.name} is not an export's metadata ({type(e).__name__}: {e})") from None
+    except (ValueError, KeyError) as e: raise UserError(f"{knob}={path}: {exported.name} is not an export's metadata ({type(e).__name__}: {e})") from None
   try:
     with open(path, "rb") as f:
       size = int.from_bytes(f.read(8), "little")
@@ -218,7 +247,7 @@ def read_checkpoint_info(path:str) -> tuple[dict, dict]:
       header = json.loads(f.read(size))
     return json.loads(header["__metadata__"]["config"]), json.loads(header["__metadata__"]["training"])
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise UserError(f"LOAD={path}: not a checkpoint written by CHECKPOINT= ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+    raise UserError(f"{knob}={path}: not a checkpoint written by CHECKPOINT= ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 # ---------------------------------------------------------------- the scripts' shared main
 
@@ -283,6 +312,7 @@ def _run(name:str, label:str, build_model, model_knobs, train_defaults:dict, des
     if not run["load"]: raise
     raise UserError(f"LOAD={run['load']}: a checkpoint of another model (its knobs {json.dumps(cfg.get('model'))[:120]} do not build {name})") from None
   if run["load"]: load_weights(model, run["load"])
+  if cfg.get("teacher") and not run["load"] and not Path(cfg["teacher"]).is_file(): raise UserError(f"TEACHER={cfg['teacher']}: no such file")
   X_train, Y_train, X_test, Y_test = load_mnist()
   n_params = sum(p.numel() for p in get_parameters(model) if p.is_param)
   print(f"{name}: {describe(cfg['model'])}, {n_params:,} parameters, device {Device.DEFAULT}")
@@ -295,23 +325,30 @@ def _run(name:str, label:str, build_model, model_knobs, train_defaults:dict, des
     print(f"checkpoint: {run['checkpoint']}")
   report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
   print(f"test accuracy: {report['accuracy']:.2f}% on all {X_test.shape[0]} test images")
-  if run["export"]: export_run(name, label, model, cfg, run, report, n_params, describe, training_info, X_train, X_test, Y_test)
+  shipped = as_shipped(name, model, run["weights_dtype"], report, X_test, Y_test)
+  if run["export"]: export_run(name, label, model, cfg, run, report, shipped, n_params, describe, training_info, X_train)
   result = {"name": name, "test_accuracy": report["accuracy"], "params": n_params, "device": Device.DEFAULT, "config": cfg,
-            "confusion": report["confusion"], **history}
+            "confusion": report["confusion"], "shipped": shipped, **history}
   if run["metrics"]:
     try: Path(run["metrics"]).write_text(json.dumps(result))
     except OSError as e: raise UserError(f"METRICS={run['metrics']}: could not write it ({e.strerror})") from None
   return result
 
-def export_run(name:str, label:str, model, cfg:dict, run:dict, report:dict, n_params:int, describe, training_info:dict, X_train, X_test, Y_test):
-  """Round the weights to how they are stored, measure that model, and export it; the model it replaces and this one
-  are both named with their accuracy, so that a worse model never replaces a better one unnoticed."""
-  precision = {"weights_dtype": run["weights_dtype"]}
-  # the exported model is the one with the weights as stored: its accuracy is measured on exactly those
-  if round_weights(model, run["weights_dtype"]):
-    precision["test_accuracy_float32"] = report["accuracy"]
+def as_shipped(name:str, model, dtype:str, report:dict, X_test, Y_test) -> dict:
+  """Round the weights in place to how the weights file stores them and measure that model (`report` updated): what
+  ships is what was measured. Returns the precision, the accuracy before rounding, and the weights file's bytes and its
+  bytes on the wire (as GitHub Pages serves it)."""
+  before = report["accuracy"]
+  if round_weights(model, dtype):
     report.update(test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy()))
-    print(f"test accuracy: {report['accuracy']:.2f}% with the weights rounded to {run['weights_dtype']} as exported")
+    print(f"test accuracy: {report['accuracy']:.2f}% with the weights rounded to {dtype} as shipped")
+  data = weights_file(model, dtype, name)[0]
+  return {"weights_dtype": dtype, "test_accuracy_float32": before, "weights_bytes": len(data), "wire_bytes": wire_bytes(f"{name}.safetensors", data)}
+
+def export_run(name:str, label:str, model, cfg:dict, run:dict, report:dict, shipped:dict, n_params:int, describe, training_info:dict, X_train):
+  """Export the model as shipped (as_shipped); the model it replaces and this one are both named with their accuracy,
+  so that a worse model never replaces a better one unnoticed."""
+  precision = {k: shipped[k] for k in ("weights_dtype", "test_accuracy_float32")}
   # TRAINER=1: a model the page trains from scratch, with the scripts' optimizer and schedule at this batch size
   fit = {"optimizer": make_optimizer(model, cfg), "batch": cfg["batch_size"], "dropout": cfg["model"].get("dropout", 0.0),
          "epochs": round(cfg["steps"] * cfg["batch_size"] / len(X_train), 2),

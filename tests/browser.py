@@ -26,8 +26,7 @@ class Server:
   engine)."""
   def __init__(self): self.requests, self.break_after, self.break_once, self.bad, self.offline = [], {}, set(), {}, False
 
-# What GitHub Pages compresses (gzip, by type): text and WebAssembly; not the weights (application/octet-stream)
-COMPRESSED = {".html", ".js", ".mjs", ".json", ".css", ".svg", ".wasm", ".txt", ".md"}
+from evaluation import PAGES_GZIP as COMPRESSED   # what GitHub Pages compresses (gzip): text and WebAssembly, not the weights
 
 @contextlib.contextmanager
 def serve_like_pages(folder:Path, mounts:tuple=("/repo/",), server:Server|None=None):

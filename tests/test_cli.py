@@ -51,7 +51,7 @@ CASES = [
   ("seed-text", {"SEED": "x"}, "SEED='x' is not a valid int"),
   ("export-2", {"EXPORT": "2"}, "EXPORT=2 must be one of"),
   ("trainer-x", {"TRAINER": "yes"}, "TRAINER='yes' is not a valid int"),
-  ("weights-dtype", {"WEIGHTS_DTYPE": "int8"}, "WEIGHTS_DTYPE='int8' must be one of"),
+  ("weights", {"WEIGHTS": "int4"}, "WEIGHTS='int4' must be one of"),
   ("wasm-beam", {"WASM_BEAM": "-1"}, "WASM_BEAM=-1 must be >= 0"),
   ("width-zero", {"WIDTH": "0"}, "WIDTH=0 must be >= 1"),
   ("jit-3", {"JIT": "3"}, "JIT=3 must be one of"),

@@ -45,11 +45,13 @@ def env(monkeypatch):
 def test_training_knobs_map_to_config(env):
   from training import training_knobs
   env(STEPS=7, BS=33, LR=0.005, OPT="sgd", WD=0.01, MOMENTUM=0.8, SCHEDULE="cosine", WARMUP=0.2, LABEL_SMOOTHING=0.1,
-      AFFINE=0, ROTATE=5, SHIFT=1.5, SCALE=0.05, THICKEN=0.4, THIN=0.2, SEED=9, AUX_LR=0.003, EVAL_EVERY=5, LOG_EVERY=2)
+      AFFINE=0, ROTATE=5, SHIFT=1.5, SCALE=0.05, THICKEN=0.4, THIN=0.2, SEED=9, AUX_LR=0.003, EVAL_EVERY=5, LOG_EVERY=2,
+      TEACHER="t.safetensors", KD_T=2.5, KD_WEIGHT=0.9)
   cfg = training_knobs({})
   assert cfg == {"steps": 7, "batch_size": 33, "lr": 0.005, "optimizer": "sgd", "weight_decay": 0.01, "momentum": 0.8, "schedule": "cosine",
                  "warmup": 0.2, "label_smoothing": 0.1, "affine": 0, "rotate_deg": 5.0, "shift_px": 1.5, "scale": 0.05, "thicken_p": 0.4,
-                 "thin_p": 0.2, "seed": 9, "aux_lr": 0.003, "eval_every": 5, "log_every": 2}
+                 "thin_p": 0.2, "seed": 9, "aux_lr": 0.003, "eval_every": 5, "log_every": 2, "teacher": "t.safetensors",
+                 "kd_temperature": 2.5, "kd_weight": 0.9}
 
 def test_model_knobs_change_the_model(env):
   from tinygrad.nn.state import get_parameters
@@ -62,6 +64,10 @@ def test_model_knobs_change_the_model(env):
   env(CHANNELS=8, ACT="silu", DROPOUT=0.0, BN=0)
   cfg = mnist_convnet.model_knobs()
   assert count(mnist_convnet.ConvNet(**cfg)) == (25*8+8) + (25*8*8+8) + (9*8*16+16) + (9*16*16+16) + (16*9*10+10)
+  env(WIDTHS="4,6,8,12", GAP=1)                                             # a width per convolution, pooled before the classifier
+  cfg = mnist_convnet.model_knobs()
+  assert count(mnist_convnet.ConvNet(**cfg)) == (25*4+4) + (25*4*6+6) + (9*6*8+8) + (9*8*12+12) + (12*10+10)
+  assert "conv5x4-conv5x6-pool-conv3x8-conv3x12-pool-gap-linear" in mnist_convnet.describe(cfg)
 
 @pytest.mark.parametrize("opt, kind", [("adam", "LAMB"), *(pytest.param(*p, marks=pytest.mark.slow) for p in [("adamw", "LAMB"), ("sgd", "LARS"), ("muon", "OptimizerGroup")])])
 def test_optimizer_and_schedule_reach_the_step(opt, kind):

@@ -87,9 +87,10 @@ def test_the_page_requests_nothing_from_other_origins(app_url, chromium_browser,
   assert shell + js(_page_modules()) <= 240 * 1024
 
 def test_the_offline_cache_holds_every_file_the_page_needs(chromium_no_webgpu, app_url):
-  """sw.js lists no file of the page: it follows index.html's links and each module's imports, and reads the models from
-  the manifest. Installed, its cache holds exactly the page, every module, every file of every model the page draws with
-  and the sample digits; what only fine-tuning and training use is left until first used."""
+  """sw.js lists no file of the page: it follows index.html's links and each module's imports. Installed, its cache holds
+  exactly the page, every module, the manifest and the sample digits, and of each model only what this browser runs: the
+  plan, the weights, the WebAssembly module this visit ran and the one the next (isolated, so threaded) visit runs, of one
+  build (Chromium: relaxed SIMD); no WebGPU kernels where WebGPU is off, and nothing only fine-tuning and training use."""
   page = chromium_no_webgpu.new_page()
   page.goto(app_url)
   page.wait_for_function("document.body.dataset.offline === 'ready'", timeout=180_000)
@@ -102,11 +103,18 @@ def test_the_offline_cache_holds_every_file_the_page_needs(chromium_no_webgpu, a
   webapp = ROOT / "webapp"
   linked = set(re.findall(r'(?:href|src)="((?!#)[^":]+)"', (webapp / "index.html").read_text()))
   manifest = json.loads((webapp / "models.json").read_text())["models"]
-  models = {f"{m['name']}/{f['name']}?v" for m in manifest if m["role"] == "predict" for f in m["meta"]["files"].values()}
   sw = (webapp / "sw.js").read_text()
   samples = {f"samples/{name}?v" for name in re.findall(r'"([^"]+)"', re.search(r"const SAMPLES = \[(.*?)\];", sw).group(1))}
-  want = {"", *linked, *(f"js/{m}" for m in _page_modules()), "models.json", "samples/index.json", *models, *samples}
-  assert len(cache["names"]) == 1 and set(cache["files"]) == want, (cache["names"], set(cache["files"]) ^ want)
+  want = {"", *linked, *(f"js/{m}" for m in _page_modules()), "models.json", "samples/index.json", *samples}
+  assert len(cache["names"]) == 1 and want <= set(cache["files"]), (cache["names"], want - set(cache["files"]))
+  for m in (m for m in manifest if m["role"] == "predict"):
+    by_name = {f["name"]: key for key, f in m["meta"]["files"].items()}
+    kept = {by_name[f.split("/", 1)[1][:-2]] for f in cache["files"] if f.startswith(m["name"] + "/")}
+    modules = {x["file"]: x for x in m["meta"]["wasm_modules"]}
+    assert kept - set(modules) == {"plan", "weights"}, (m["name"], kept)
+    built = [modules[k] for k in kept & set(modules)]
+    assert sorted(x["threads"] > 1 for x in built) == [False, True] and {x["fma"] for x in built} == {True}, (m["name"], kept)
+  assert set(cache["files"]) - want == {f for f in cache["files"] if f.startswith(tuple(m["name"] + "/" for m in manifest))}
 
 def _page_modules() -> set[str]:
   """The page's own modules: main.js and every module it imports, statically or on demand (or starts as a worker)."""

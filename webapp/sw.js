@@ -1,8 +1,9 @@
-// Offline support. Installing caches the page and its models, so that once this worker is active a second visit works
-// with no network. What to cache is read, not listed: the page's files by following index.html's links and each module's
-// imports (so a new module is cached without anyone remembering to add it here), the models from the site's manifest
-// (models.json, which names every file of every model with its SHA-256). The page registers this worker only after it
-// has downloaded its models, and puts each verified model file into this cache itself: installing finds them there.
+// Offline support. Installing caches the page, so that once this worker is active a second visit works with no network.
+// What to cache is read, not listed: the page's files by following index.html's links and each module's imports (so a new
+// module is cached without anyone remembering to add it here), and the site's manifest (models.json). The models' files
+// are the page's to put here: it registers this worker only after it has downloaded its models, and stores the verified
+// files it runs, and the WebAssembly build the next visit runs, itself (the runtime's own choice: only the builds this
+// browser runs, never every build of every model). Whatever else the page fetches later goes in as it passes.
 //
 // Same-origin GETs then go to the network first (a visitor online always gets the newest page and manifest) and fall
 // back to the cache. A file asked for with ?v=<its SHA-256> never changes under its URL: it is served from the cache
@@ -91,12 +92,6 @@ async function shell(cache) {
   await visit("./");
 }
 
-/** Every file of every model the page draws with, by the hashes the manifest gives. */
-async function models(cache) {
-  const manifest = await (await fetchAndStore(cache, "models.json")).json();
-  const files = manifest.models.filter((m) => m.role === "predict").flatMap((m) => Object.values(m.meta.files).map((f) => `${m.name}/${f.name}?v=${f.sha256}`));
-  await Promise.all(files.map((url) => fetchAndStore(cache, url)));
-}
 
 async function samples(cache) {
   const index = await (await fetchAndStore(cache, "samples/index.json")).json();
@@ -106,7 +101,7 @@ async function samples(cache) {
 // A part that cannot be fetched now (or a missing file) is skipped, not fatal: the rest still works offline.
 async function precache() {
   const cache = await caches.open(CACHE);
-  const results = await Promise.allSettled([shell(cache), models(cache), samples(cache)]);
+  const results = await Promise.allSettled([shell(cache), fetchAndStore(cache, "models.json"), samples(cache)]);
   for (const r of results) if (r.status === "rejected") console.warn("offline cache:", r.reason?.message ?? r.reason);
 }
 

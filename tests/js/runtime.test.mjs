@@ -264,3 +264,23 @@ test("the threads a module serves at most are the metadata's: a load asking for 
     assert.equal((await run(new Float32Array(784))).length, 10);
   } finally { run.close(); }
 });
+
+test("int8 weights: each value times its output channel's scale, in float32; missing or bad scales are refused", () => {
+  const q = Int8Array.of(127, -127, 5, 0, -3, 64), scale = Float32Array.of(0.01, 0.5);   // 2 channels of 3
+  const file = (scales, dtype = "F32") => {
+    const data = new Uint8Array(6 + scales.byteLength);
+    data.set(asBytes(q), 0);
+    data.set(asBytes(scales), 6);
+    return safetensors({ w: { dtype: "I8", shape: [2, 3], data_offsets: [0, 6] },
+                         "w.scale": { dtype, shape: [scales.length], data_offsets: [6, 6 + scales.byteLength] } }, data);
+  };
+  const got = new Float32Array(readSafetensors(file(scale))("w", 24).slice().buffer);
+  assert.deepEqual([...got], [...q].map((v, i) => Math.fround(v * scale[i < 3 ? 0 : 1])));
+  const throwsFile = (bytes, pattern) => assert.throws(() => readSafetensors(bytes)("w", 24), (e) => e instanceof ModelFileError && pattern.test(e.message));
+  throwsFile(file(Float32Array.of(0.01)), /no per-channel scales for "w"/);                  // one scale for two channels
+  throwsFile(file(Float32Array.of(0.01, 0)), /scales for "w" that are not positive/);
+  throwsFile(file(Float32Array.of(0.01, NaN)), /scales for "w" that are not positive/);
+  throwsFile(file(Float32Array.of(-0.01, 0.5)), /scales for "w" that are not positive/);
+  const noScale = safetensors({ w: { dtype: "I8", shape: [2, 3], data_offsets: [0, 6] } }, asBytes(q));
+  throwsFile(noScale, /no per-channel scales for "w"/);
+});

@@ -72,6 +72,9 @@ export class Model {
   /** The file key of the WebAssembly module this page runs first (the runtime's one rule). */
   get firstWasm() { return wasmModule(this.meta, this.wasm).file; }
 
+  /** ...and the one a visit after this runs: the service worker isolates it, so it shares memory between the cores. */
+  get nextWasm() { return wasmModule(this.meta, { ...this.wasm, threads: navigator.hardwareConcurrency ?? 1, shared: true }).file; }
+
   /** The files a first prediction needs, downloading at once with their progress reported to `onProgress`; resolves
    *  once the plan is in and checked. */
   async open(onProgress) {
@@ -95,6 +98,7 @@ export class Model {
       const options = { ...this.weightsOption, ...this.wasm, onThreadsLost: (why) => { this.threadsLost = why; this.onThreadsLost?.(this); } };
       const run = await this.source.load(target, options);
       await this.prepare(this, run);
+      if (kind === "webgpu") this.stashFiles(new Set(["wgsl"])).catch(() => {});   // the kernels this browser runs
       for (let i = 0; i < WARMUP_RUNS; i++) await run(this.blank);   // pipelines compile and code tiers up on first use
       this.backends.set(kind, { run, ms: Infinity });
       this.backendErrors.delete(kind);
@@ -109,10 +113,10 @@ export class Model {
     }
   }
 
-  /** Every file the first prediction used, into the offline cache (their bytes are checked). */
-  async stashFiles() {
-    const keys = ["plan", this.firstWasm, ...(this.custom ? [] : ["weights"])];
-    await Promise.all(keys.map(async (key) => stash(this.source.url(key), await this.source.file(key))));
+  /** Into the offline cache, verified: the files the first prediction used and the WebAssembly module the next visit
+   *  runs (only the builds this browser runs: the service worker keeps no model file of its own accord). */
+  async stashFiles(keys = new Set(["plan", this.firstWasm, this.nextWasm, ...(this.custom ? [] : ["weights"])])) {
+    await Promise.all([...keys].map(async (key) => stash(this.source.url(key), await this.source.file(key))));
   }
 
   /** The warm median of TIMED_RUNS runs on `kind`. `quiet()` is awaited before each and gives a check of whether

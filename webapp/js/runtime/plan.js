@@ -45,10 +45,11 @@ export function checkArena(buffers, arenaBytes, align = 16) {
 const threaded = (m) => m.threads > 1;
 
 /** The one rule for which WebAssembly module to start with, from the metadata alone: the first of its modules of the
- *  build asked for. Threaded where more than one thread is asked for and memory can be shared; relaxed SIMD's FMA where
- *  asked for (default: where the engine validates it) and the model has it. */
-export function wasmModule(meta, { threads = 1, fma = hasRelaxedSimd() } = {}) {
-  const modules = meta.wasm_modules ?? [], many = threads > 1 && canShareMemory();
+ *  build asked for. Threaded where more than one thread is asked for and memory can be shared (`shared`: as it will be
+ *  on a visit the service worker isolates); relaxed SIMD's FMA where asked for (default: where the engine validates it)
+ *  and the model has it. */
+export function wasmModule(meta, { threads = 1, fma = hasRelaxedSimd(), shared = canShareMemory() } = {}) {
+  const modules = meta.wasm_modules ?? [], many = threads > 1 && shared;
   const found = [[many, fma], [many, false], [false, fma], [false, false]]
     .map(([t, f]) => modules.find((m) => threaded(m) === t && Boolean(m.fma) === f)).find(Boolean);
   if (!found) throw new ModelFileError(`${meta.name}: its metadata lists no WebAssembly module`);

@@ -145,21 +145,35 @@ export function parseSafetensors(bytes, what = "weights file") {
   return { tensors, metadata, dataStart: 8 + Number(size) };
 }
 
+/** int8 weights: the scales of tensor `name` (one per output channel, float32) are tensor `name + SCALE` of the same file
+ *  (the exporter's evaluation.py SCALE). */
+export const SCALE = ".scale";
+
 /** The weights in a safetensors file (parseSafetensors). Returns tensor(name, float32Bytes) -> the tensor as float32
- *  bytes (F32 as stored, F16 widened), checked to hold `float32Bytes`; tensor.shape(name) -> its shape or null. */
+ *  bytes (F32 as stored, F16 widened, I8 times its per-channel scales), checked to hold `float32Bytes`;
+ *  tensor.shape(name) -> its shape or null. */
 export function readSafetensors(bytes, what = "weights file") {
   const { tensors, dataStart } = parseSafetensors(bytes, what), fail = (m) => new ModelFileError(`${what} ${m}`);
+  const raw = (entry) => bytes.slice(dataStart + entry.begin, dataStart + entry.end);   // a copy: the data may not be aligned
   tensor.shape = (name) => tensors.get(name)?.shape ?? null;
   return tensor;
   function tensor(name, float32Bytes) {
     const entry = tensors.get(name);
     if (!entry) throw fail(`has no tensor "${name}"`);
-    const itemSize = { F32: 4, F16: 2 }[entry.dtype];
+    const itemSize = { F32: 4, F16: 2, I8: 1 }[entry.dtype];
     if (!itemSize || (entry.end - entry.begin) * (4 / itemSize) !== float32Bytes) throw fail(`has a corrupt tensor "${name}"`);
-    const raw = bytes.subarray(dataStart + entry.begin, dataStart + entry.end);
-    if (itemSize === 4) return raw;
-    const halves = new Uint16Array(raw.slice().buffer);   // a copy: the data may not be 2-byte aligned
-    return new Uint8Array(halfToFloat32(halves).buffer);
+    if (itemSize === 4) return bytes.subarray(dataStart + entry.begin, dataStart + entry.end);
+    if (itemSize === 2) return new Uint8Array(halfToFloat32(new Uint16Array(raw(entry).buffer)).buffer);
+    return new Uint8Array(dequantized(name, new Int8Array(raw(entry).buffer), entry.shape).buffer);
+  }
+  /** q times its channel's scale, in float32 (each product rounded once, as the exporter's numpy does). */
+  function dequantized(name, q, shape) {
+    const scales = tensors.get(name + SCALE), channels = shape[0];
+    if (scales?.dtype !== "F32" || scales.shape.length !== 1 || scales.shape[0] !== channels) throw fail(`has no per-channel scales for "${name}"`);
+    const scale = new Float32Array(raw(scales).buffer), out = new Float32Array(q.length), per = q.length / channels;
+    if (!scale.every((s) => Number.isFinite(s) && s > 0)) throw fail(`has scales for "${name}" that are not positive numbers`);
+    for (let c = 0, i = 0; c < channels; c++) for (const s = scale[c], end = i + per; i < end; i++) out[i] = q[i] * s;
+    return out;
   }
 }
 
