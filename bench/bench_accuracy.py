@@ -4,7 +4,7 @@ CPU implementation, so its 10 000 take minutes: the tests prove WebGPU by parity
 10 000 on WebAssembly (tests/test_browser_parity.py); this is where SwiftShader's full run lives.
 
   python bench/bench_accuracy.py           # all 10 000, both models, both backends; writes bench/accuracy.json
-  python bench/bench_accuracy.py --quick   # the first 500 (make test: proves the harness works)
+  python bench/bench_accuracy.py --quick   # the first 200 (make test: proves the harness works)
 """
 import argparse, json, platform, sys, tempfile, time
 from pathlib import Path
@@ -23,7 +23,7 @@ def main():
   args = ap.parse_args()
   from mnist_data import load_mnist_numpy
   _, _, x, y = load_mnist_numpy()
-  count = 500 if args.quick else len(x)
+  count = 200 if args.quick else len(x)
   report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, headless Chromium", "quick": args.quick, "images": count, "models": {}}
   with tempfile.TemporaryDirectory() as tmp, chromium() as browser:
     site = Path(tmp)

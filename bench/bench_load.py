@@ -1,7 +1,7 @@
 """A first visit on a phone-like link, and a second one: how long until the page can read a drawn digit.
 
   python bench/bench_load.py            # 5 cold visits per link profile, 5 second visits; writes bench/load.json
-  python bench/bench_load.py --quick    # one of each (CI: proves the harness works)
+  python bench/bench_load.py --quick    # one of each, 4G only (CI: proves the harness works)
   python bench/bench_load.py --site DIR # another copy of the app (e.g. an older commit), for a before/after table
 
 Each cold visit is a fresh browser context (no HTTP cache, no service worker) whose network Chromium throttles through
@@ -97,7 +97,7 @@ def main():
   report = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {os.cpu_count()} cores, headless Chromium",
             "quick": args.quick, "site": str(args.site), "profiles": LINKS, "cold": {}, "second_visit": {}}
   with serve_like_pages(args.site) as url, chromium() as browser:
-    for profile in LINKS: report["cold"][profile] = [cold_visit(browser, url, profile, digit, label) for _ in range(runs)]
+    for profile in (["4G"] if args.quick else LINKS): report["cold"][profile] = [cold_visit(browser, url, profile, digit, label) for _ in range(runs)]
     report["second_visit"] = second_visits(browser, url, "4G", digit, label, runs)
   print(f"cold first visit, default model (CNN), p50 of {runs}; {report['machine']}\n")
   print("| link | ready | first prediction | before ready: on the wire (files) | every model downloaded | in all: on the wire (files) | goal |\n|---|---|---|---|---|---|---|")

@@ -101,7 +101,7 @@ def main():
   with serve(ROOT, isolate=True) as url:   # cross-origin isolated, as the app is on every visit after the first: threads
     with chromium(webgpu=False) as browser:   # WebAssembly, as a browser without WebGPU (SwiftShader's device would share the CPU)
       for name in [args.only] if args.only else TRAINERS:
-        run = train_in_panel(browser, url + f"webapp/?threads={args.threads}", name, 3000 if args.quick else 60000, 1 if args.quick else None, 1)
+        run = train_in_panel(browser, url + f"webapp/?threads={args.threads}", name, 1000 if args.quick else 60000, 1 if args.quick else None, 1)
         report["trained_in_panel"][name] = run
         report["browser"] = f"headless Chromium {browser.version}"
     with chromium() as browser:

@@ -128,6 +128,7 @@ def mnist_test_set():
 def pytest_configure(config):
   config.addinivalue_line("markers", "engines: in Firefox and WebKit (the engine_browser fixture)")
   config.addinivalue_line("markers", "slow: left out of `make test-fast` (pytest -m 'not slow'); every test module keeps a fast test")
+  config.addinivalue_line("markers", "first: a long test (minutes), started before the others so that the processes finish together")
   # Selenium's own WebKitGTK driver still builds its connection the deprecated way
   config.addinivalue_line("filterwarnings", "ignore:setting remote_server_addr:DeprecationWarning")
 
@@ -145,3 +146,5 @@ def pytest_collection_modifyitems(config, items):
     if "quick_exports" in item.fixturenames and not slow: raise pytest.UsageError(f"{item.nodeid} trains (quick_exports): mark it slow")
     if not slow: fast_modules.add(item.module.__name__)
   if missing := modules - fast_modules: raise pytest.UsageError(f"make test-fast would run no test of {', '.join(sorted(missing))}")
+  # the longest first (marked `first`), so that no process is left running one alone at the end while the others wait
+  items.sort(key=lambda item: item.get_closest_marker("first") is None)

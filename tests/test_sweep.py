@@ -34,6 +34,7 @@ def _worker_of(script:str) -> int|None:
   return None
 
 @pytest.mark.slow
+@pytest.mark.first
 def test_the_quick_sweep_on_ray_survives_a_bad_run_ctrl_c_and_a_killed_worker_and_writes_a_report(tmp_path):
   """The quick sweep, end to end on Ray. On a local cluster, with SEED=oops (which breaks the runs that take the seed from
   the environment; the seeded reruns set their own), each bad run fails once, with the script's one-line error, and the
