@@ -1,7 +1,7 @@
 """The sweep's runs on a Ray cluster, one Ray task each: the task starts the real training script as a subprocess with its
 env vars (so every row of the log stays a command a reader can rerun) and returns its metrics and where it ran.
 
-  no address             ray.init() starts a cluster on this machine (on 127.0.0.1), sized to its CPUs and GPUs
+  no address             ray.init(address="local") starts a cluster on this machine (on 127.0.0.1), sized to its CPUs and GPUs
   RAY_ADDRESS, --address an existing cluster: `ray start --head` on one machine, `ray start --address=<head>:6379` on the
                          others (each with this repository and its virtual environment at the same path)
 
@@ -86,7 +86,8 @@ def connect(address:str|None):
   address = address or os.environ.get("RAY_ADDRESS")
   try:
     if address: ray.init(address=address, logging_level="ERROR", log_to_driver=False)
-    else: ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    # "local": a cluster of our own, even where another one (a test's, an earlier sweep's) left its address in /tmp/ray
+    else: ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
   except (ConnectionError, RuntimeError, ValueError) as e:
     raise SweepError(f"could not reach the Ray cluster at {address} ({str(e).splitlines()[0]})" if address else f"could not start Ray here ({e})") from None
   return ray

@@ -1,7 +1,7 @@
 """sweep.py runs end to end on Ray (a local cluster, and a simulated cluster of two nodes), survives a killed worker,
 resumes after Ctrl-C; HYPERPARAMETERS.md is what the committed results generate and its analysis follows them; the
 committed models' accuracy is what tinygrad computes from their weights."""
-import json, os, signal, subprocess, sys, time
+import json, os, shutil, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 import pytest
 from conftest import ROOT, mnist_dir
@@ -81,8 +81,15 @@ def test_the_quick_sweep_on_ray_survives_a_bad_run_ctrl_c_and_a_killed_worker_an
   assert "0 runs to do" in _sweep("--quick", "--results", str(results), "--out", str(report)).stdout
 
 def test_a_gpu_request_where_there_is_none_is_one_line(tmp_path):
+  """...on a machine where a cluster that is gone left its address behind (as a killed test or sweep does): the sweep
+  starts its own and is not misled into joining the dead one."""
+  ray_tmp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))          # short: Ray's socket paths live under it
+  (ray_tmp / "ray").mkdir()
+  (ray_tmp / "ray" / "ray_current_cluster").write_text("127.0.0.1:1")
   start = time.monotonic()
-  proc = _sweep("--quick", "--only", "mnist_mlp", "--results", str(tmp_path / "s.json"), "--out", str(tmp_path / "H.md"), DEV="CUDA")
+  try: proc = _sweep("--quick", "--only", "mnist_mlp", "--results", str(tmp_path / "s.json"), "--out", str(tmp_path / "H.md"),
+                     DEV="CUDA", RAY_TMPDIR=str(ray_tmp))
+  finally: shutil.rmtree(ray_tmp, ignore_errors=True)
   assert proc.returncode == 1 and time.monotonic() - start < 120
   assert proc.stderr.strip().splitlines()[-1].startswith("error: the runs train on a GPU (DEV=CUDA) and ask for 0.25 GPU each, but the Ray cluster has 0 GPUs")
   assert not (tmp_path / "s.json").exists()
