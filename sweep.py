@@ -77,8 +77,8 @@ CONFIGS = {
 # with the compact networks' tools (a width per convolution, global average pooling) and distillation from the 48-channel
 # CNN (results/teacher/: the shipped CNN of the sweep above, kept so that these runs can be repeated).
 TEACHER = {"TEACHER": "results/teacher/mnist_convnet.safetensors", "KD_T": "4", "KD_WEIGHT": "0.7"}
-MLP_BYTES = {**AUGMENT, "DROPOUT": "0.2", "SCHEDULE": "onecycle", "STEPS": "30000", "WEIGHTS": "int8"}
-CNN_BYTES = {"BN": "1", "SCHEDULE": "onecycle", "LR": "0.002", **AUGMENT, "STEPS": "10000", "WEIGHTS": "int8"}
+MLP_BYTES = {**AUGMENT, "DROPOUT": "0.2", "SCHEDULE": "onecycle", "STEPS": "20000", "WEIGHTS": "int8"}
+CNN_BYTES = {"BN": "1", "SCHEDULE": "onecycle", "LR": "0.002", **AUGMENT, "STEPS": "6000", "WEIGHTS": "int8"}
 CONFIGS["mnist_mlp"] += [
   ("int8 2x1024", {**MLP_BYTES, "WIDTH": "1024"}, "the wide long MLP, two layers, int8"),
   ("int8 2x512", {**MLP_BYTES}, "half the width"),

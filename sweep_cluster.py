@@ -52,7 +52,9 @@ def run_script(script:Path, env:dict, checkpoint:Path|None=None, threads:int|Non
                 **{k: v for k, v in inherited.items() if k in FROM_DRIVER}, **env, "EXPORT": "0", "METRICS": str(metrics), **({"CHECKPOINT": str(checkpoint)} if checkpoint else {}),
                 **({"NUM_CPU_THREADS": str(threads)} if threads else {})}
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(script)], env=full_env, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    # from the repository's root, as a reader reruns the row (TEACHER= and the like are relative to it)
+    proc = subprocess.run([sys.executable, str(script)], env=full_env, capture_output=True, text=True, cwd=script.resolve().parent,
+                          preexec_fn=_die_with_parent)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
       last = (proc.stderr.strip().splitlines() or [f"killed by signal {-proc.returncode}" if proc.returncode < 0 else "no output"])[-1]
@@ -62,7 +64,7 @@ def run_script(script:Path, env:dict, checkpoint:Path|None=None, threads:int|Non
   return {"test_accuracy": result["test_accuracy"], "final_loss": result["final_loss"], "loss": result["loss"],
           "accuracy_curve": result["accuracy_curve"], "wall_seconds": round(wall, 1), "train_seconds": round(result["train_seconds"], 2),
           "steps_per_second": round(steps / max(result["train_seconds"], 1e-9), 1), "params": result["params"], "device": result["device"],
-          "confusion": result["confusion"]}
+          "confusion": result["confusion"], "shipped": result["shipped"]}
 
 def _task(label:str, script:str, env:dict, checkpoint:str|None, threads:int|None, share:float|None, inherited:dict, started) -> dict:
   """In a Ray worker: say where the run starts, run it, return its metrics and where it ran."""

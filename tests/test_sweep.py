@@ -68,6 +68,8 @@ def test_the_quick_sweep_on_ray_survives_a_bad_run_ctrl_c_and_a_killed_worker_an
   assert f"{8 - len(kept)} runs to do, {len(kept)} already" in stdout
   data = json.loads(results.read_text())
   assert len(data) == 8 and all(0 <= r["test_accuracy"] <= 100 and r["loss"] and r["params"] > 0 for r in data.values())
+  # the bytes each run's weights cost on the wire, as shipped (the report's accuracy per byte reads them)
+  assert all(r["shipped"]["weights_dtype"] == "float16" and 0 < r["shipped"]["wire_bytes"] <= r["shipped"]["weights_bytes"] for r in data.values())
   resumed = {k: r for k, r in data.items() if k not in kept}
   assert len({r["where"]["node"] for r in resumed.values()}) == 2, [r["where"] for r in resumed.values()]
   started = [l.split("started ", 1)[1].split(" on ")[0] for l in _lines(stderr) if "started " in l]
