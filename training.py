@@ -5,7 +5,7 @@ contract are in mnist_data.py, the export in export_utils.py.
 A model is any callable `model(x) -> logits` whose input is a normalised (N, 1, 28, 28) float batch. Training
 runs in one `@TinyJit` step; batches are sampled, augmented and normalised on the device inside that step.
 """
-import json, math, os, signal, sys, tempfile, time
+import json, math, os, signal, sys, tempfile, threading, time
 from pathlib import Path
 import numpy as np
 
@@ -283,6 +283,8 @@ def run_knobs() -> dict:
   if run["load"] and not Path(run["load"]).is_file(): raise UserError(f"LOAD={run['load']}: no such file")
   return run
 
+EXIT_GRACE_S = 10   # after an interrupt, how long exit handlers may take
+
 def _stop(signum, frame): raise KeyboardInterrupt   # SIGTERM ends a run as Ctrl-C does: cleanly, temporary files removed
 
 def run_script(name:str, label:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:
@@ -296,7 +298,12 @@ def run_script(name:str, label:str, build_model, model_knobs, train_defaults:dic
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   except KeyboardInterrupt:
-    print("\nerror: interrupted; nothing was exported", file=sys.stderr)
+    print("\nerror: interrupted; nothing was exported", file=sys.stderr, flush=True)
+    # Exit handlers still run (tinygrad's compile workers are shut down with them), but bounded: they also synchronise
+    # tinygrad's devices, which an interrupt may have left mid-command, and once in a CI run the process never exited
+    watchdog = threading.Timer(EXIT_GRACE_S, os._exit, (130,))
+    watchdog.daemon = True   # it must not itself hold the exit up
+    watchdog.start()
     sys.exit(130)
 
 def _run(name:str, label:str, build_model, model_knobs, train_defaults:dict, describe) -> dict:

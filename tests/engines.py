@@ -17,6 +17,7 @@ FIREFOX = "/usr/bin/firefox-esr"
 WEBKIT_DRIVER = "/usr/bin/WebKitWebDriver"
 MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"
 PAGE_LOAD_S = 90
+HTTP_GRACE_S = 30   # how much longer than the command's own timeout a WebDriver request may take
 
 class EngineError(Exception):
   """The page threw, a wait timed out, or the browser went away."""
@@ -116,10 +117,14 @@ class _WebKitPage(Page):
 
   def _eval(self, expression, timeout=60):
     self.driver.set_script_timeout(timeout)
-    done = self.driver.execute_async_script(
-      "const done = arguments[arguments.length - 1];"
-      f"Promise.resolve().then(() => {expression}).then((value) => done({{ value: value === undefined ? null : value }}),"
-      " (e) => done({ error: String(e?.message ?? e) }));")
+    http = self.driver.command_executor.client_config
+    http.timeout = max(timeout, PAGE_LOAD_S) + HTTP_GRACE_S   # a driver that never answers fails too
+    try:
+      done = self.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"Promise.resolve().then(() => {expression}).then((value) => done({{ value: value === undefined ? null : value }}),"
+        " (e) => done({ error: String(e?.message ?? e) }));")
+    finally: http.timeout = PAGE_LOAD_S + HTTP_GRACE_S
     if "error" in done: raise EngineError(done["error"])
     return done["value"]
 
@@ -149,6 +154,9 @@ class WebKit:
     options.add_argument("--automation")
     self.driver = webdriver.WebKitGTK(options=options, service=Service(WEBKIT_DRIVER, env={**os.environ, "DISPLAY": f":{display}"}))
     self.driver.set_page_load_timeout(PAGE_LOAD_S)   # a navigation that never loads fails instead of waiting (WebDriver's 300 s)
+    # and every command's HTTP request is bounded (Selenium's default waits for ever: once a script in a page that was
+    # reloading offline never came back, and only pytest's 600 s ended the test)
+    self.driver.command_executor.client_config.timeout = PAGE_LOAD_S + HTTP_GRACE_S
     self.version = self.driver.capabilities.get("browserVersion", "")
 
   def open(self, width=1280, height=900) -> Page: return _WebKitPage(self.driver, width, height)

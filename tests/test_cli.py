@@ -147,3 +147,18 @@ def test_ctrl_c_or_a_kill_while_training_is_one_line_and_exports_nothing(out, si
   _, stderr = proc.communicate(timeout=60)
   assert proc.returncode == code and stderr.strip().splitlines()[-1] == "error: interrupted; nothing was exported", stderr
   assert "Traceback" not in stderr and _fingerprint(out) == before
+
+@pytest.mark.slow
+def test_an_exit_handler_that_hangs_after_ctrl_c_does_not_hold_the_process(out):
+  """Once in CI a script interrupted while training never exited (its exit handlers waited): they get a bounded time."""
+  hang = ("import atexit, runpy, sys, time; atexit.register(time.sleep, 600); sys.argv = [sys.argv[1]]; "
+          "runpy.run_path(sys.argv[0], run_name='__main__')")
+  proc = subprocess.Popen([sys.executable, "-c", hang, str(ROOT / "mnist_mlp.py")], env=_script_env(OUT=out, STEPS=100000, WIDTH=16, DEPTH=1),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+  assert proc.stdout.readline().startswith("mnist_mlp: ")
+  time.sleep(1)
+  proc.send_signal(signal.SIGINT)
+  start = time.monotonic()
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted; nothing was exported", stderr
+  assert time.monotonic() - start < 30                                      # the grace (10 s), not the handler's 600 s

@@ -228,8 +228,9 @@ def test_a_re_export_takes_the_recorded_schedules_and_rebuilds_the_same_webassem
   shipped = ROOT / "webapp" / "mnist_mlp"
   model, meta = build_model(shipped)
   recorded = json.loads((shipped / meta["wasm_schedules"]).read_text())
-  folder = export_utils.export_model(model, "mnist_mlp", tmp_path, wasm_beam=meta["wasm_beam"], wasm_schedules=recorded)
-  for f in ("mnist_mlp.wasm", "mnist_mlp.extras.wasm"):
+  dtype = "int8" if "int8" in meta["weights_dtype"] else "float16"     # (the metadata lists what the file stores)
+  folder = export_utils.export_model(model, "mnist_mlp", tmp_path, weights_dtype=dtype, wasm_beam=meta["wasm_beam"], wasm_schedules=recorded)
+  for f in ("mnist_mlp.wasm", "mnist_mlp.extras.wasm", "mnist_mlp.safetensors"):
     assert (folder / f).read_bytes() == (shipped / f).read_bytes(), f
   assert json.loads((folder / "mnist_mlp.schedules.json").read_text()) == recorded
   assert any(v["reassociate"] for v in recorded["reassociate"].values())

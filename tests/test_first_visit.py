@@ -49,7 +49,8 @@ def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progres
 def test_a_download_that_breaks_off_is_reported_with_a_retry_that_works(chromium_browser, mnist_test_set):
   x, y = mnist_test_set
   server = Server()
-  server.break_after["mnist_mlp.safetensors"] = 1_000_000                  # then the server closes the connection
+  weights = json.loads((WEBAPP / "mnist_mlp" / "mnist_mlp.json").read_text())["files"]["weights"]["bytes"]
+  server.break_after["mnist_mlp.safetensors"] = weights // 2                 # then the server closes the connection
   with serve(WEBAPP, server=server) as url:
     page = chromium_browser.new_page()
     errors = []

@@ -212,6 +212,29 @@ def test_a_short_training_learns_pauses_and_resumes_exactly_while_the_page_predi
   assert f"{accuracy:.2f}%" in page.locator("#model-info").text_content()
   assert not errors, errors
 
+def test_while_it_trains_a_drawing_gets_its_answer_and_the_curves_move(app_url, chromium_browser, mnist_test_set):
+  """Not paused: the Worker trains flat out while the page reads drawings and draws the curves (the page out of the way
+  must not mean the page asleep)."""
+  x, y = mnist_test_set
+  page = chromium_browser.new_page()
+  page.goto(app_url)
+  page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+  open_trainer(page)
+  set_fields(page, model="mnist_mlp_trainer", samples=60000, epochs=30, seed=3, backend="wasm")   # far longer than this test
+  page.get_by_test_id("train-start").click()
+  page.wait_for_function("document.querySelector('#trainer-panel progress').value > 0", timeout=120_000)
+  chart = "() => [document.querySelector('[data-testid=train-loss-chart]').toDataURL(), document.querySelector('#trainer-panel progress').value]"
+  before, step_before = page.evaluate(chart)
+  for k in (4, 5):
+    page.evaluate("(p) => mnistApp.drawImage(Uint8Array.from(p))", x[k].reshape(-1).tolist())
+    page.wait_for_function("document.body.dataset.busy === 'false'", timeout=30_000)
+    assert page.get_by_test_id("prediction").text_content() == str(y[k])
+  page.wait_for_timeout(600)
+  after, step_after = page.evaluate(chart)
+  assert state(page) == "training" and step_after > step_before and after != before
+  page.get_by_test_id("train-stop").click()
+  wait_state(page, "done")
+
 def train_briefly(page, **fields):
   open_trainer(page)
   set_fields(page, **{"model": "mnist_mlp_trainer", "samples": 3000, "epochs": 2, "seed": 5, "backend": "wasm", **fields})

@@ -178,7 +178,7 @@ test("the taps program returns every named layer, and its logits are the forward
   assert.deepEqual([...taps.logits], [...plain]);
   assert.ok(taps.hidden1.every((v) => v >= 0));                           // after a ReLU
   const tensors = await model.tensors();
-  assert.deepEqual(tensors("layers.1.weight").shape, [1024, 784]);
+  assert.deepEqual(tensors("layers.1.weight").shape, [model.meta.config.model.width, 784]);   // as the metadata built it
   assert.throws(() => tensors("nope"), /no tensor "nope"/);
 });
 
