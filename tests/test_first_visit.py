@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import ROOT
-from browser import serve, throttle, wait_settled, draw_digit, Server
+from browser import serve, serve_like_pages, throttle, wait_settled, draw_digit, Server
 
 WEBAPP = ROOT / "webapp"
 
@@ -44,6 +44,24 @@ def test_the_selected_model_predicts_before_the_other_has_downloaded_and_progres
   assert page.get_by_test_id("prediction").text_content() == str(y[0])
   assert bar.evaluate("b => b.value === b.max")                          # reached 100 %
   page.wait_for_function("document.querySelector('[data-testid=downloads]').hidden")
+
+def test_the_first_models_files_are_asked_for_before_the_pages_modules_are_all_in(chromium_browser):
+  """early.js: on a slow link the default model's plan, weights and WebAssembly are requested while the page's own
+  modules are still arriving (not once main.js has run), each downloaded once."""
+  manifest = json.loads((WEBAPP / "models.json").read_text())["models"]
+  first = max((m for m in manifest if m["role"] == "predict"), key=lambda m: m["meta"]["test_accuracy"])
+  with serve_like_pages(WEBAPP) as url:
+    page = chromium_browser.new_page()
+    throttle(page, "3G")
+    page.goto(url)
+    page.wait_for_function("document.body.dataset.ready === 'true'", timeout=120_000)
+    entries = page.evaluate("() => performance.getEntriesByType('resource').map((e) => [new URL(e.name).pathname, e.startTime, e.responseEnd])")
+    page.close()
+  modules_in = max(end for path, _, end in entries if path.endswith(".js"))
+  asked = [(path, start) for path, start, _ in entries if path.startswith(f"/repo/{first['name']}/")]
+  names = sorted(path.rsplit("/", 1)[1] for path, _ in asked)
+  assert len(names) == len(set(names)) and {first["meta"]["files"][k]["name"] for k in ("plan", "weights")} <= set(names), names
+  assert any(n.endswith(".wasm") for n in names) and all(start < modules_in for _, start in asked), (asked, modules_in)
 
 @pytest.mark.slow
 def test_a_download_that_breaks_off_is_reported_with_a_retry_that_works(chromium_browser, mnist_test_set):

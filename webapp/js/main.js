@@ -2,6 +2,7 @@
 // gets what it needs here; this file only builds them, connects their events, and starts the models.
 import { DrawingPad } from "./drawing.js";
 import { Models, readManifest } from "./models.js";
+import { firstModel } from "./early.js";
 import { BACKEND_NAMES } from "./model.js";
 import { Scheduler } from "./scheduler.js";
 import { Prediction } from "./prediction.js";
@@ -109,7 +110,7 @@ async function startModels() {
   let listed;
   try { listed = await manifest; }
   catch (e) { showError(e); downloads.manifestFailed(e, startModels); return; }
-  const first = listed.predict.reduce((a, b) => (b.meta.test_accuracy > a.meta.test_accuracy ? b : a));
+  const first = firstModel(listed.predict);
   modelSelect.replaceChildren(...listed.predict.map((m) => h("option", { value: m.name }, m.label)));
   modelSelect.value = first.name;
   models.start(listed.predict, first.name).catch((error) => onModelsChange({ kind: "fatal", error }));

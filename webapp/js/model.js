@@ -2,8 +2,9 @@
 // a run() per backend, warmed up and timed; the backend in use, chosen by the visitor or by speed. models.js decides when
 // each step happens.
 
-import { openModel, fetchBytes, wasmModule, capabilities, message, DownloadError, ModelFileError } from "./runtime/index.js";
+import { openModel, fetchBytes, wasmModule, message, DownloadError, ModelFileError } from "./runtime/index.js";
 import { stash } from "./settings.js";
+import { wasmSettings } from "./wasm_settings.js";
 
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
@@ -11,17 +12,6 @@ const WARMUP_RUNS = 3, TIMED_RUNS = 7;
 export function median(values) {
   const sorted = [...values].sort((a, b) => a - b), mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
-/** How the page runs WebAssembly: { threads (Workers: the cores where the page is cross-origin isolated, else 1), fma
- *  (relaxed SIMD), why (why one thread, if so) }. `?threads=N` in the page's address asks for N (benchmarks, tests). */
-export function wasmSettings() {
-  const can = capabilities(), asked = Number(new URLSearchParams(globalThis.location?.search).get("threads"));
-  const threads = Number.isInteger(asked) && asked >= 1 ? Math.min(asked, can.threads) : can.threads;
-  const why = can.threads > 1 || asked === 1 ? null
-    : !globalThis.crossOriginIsolated ? "the page is not cross-origin isolated"
-    : typeof SharedArrayBuffer !== "function" ? "this browser cannot share memory between Workers" : "this device has one core";
-  return { threads, fma: can.fma, why };
 }
 
 function fetchWithProgress(url, entry, onBytes) {

@@ -7,10 +7,10 @@
 // Each file is downloaded once and its hash checked once: both backends of a model get the same bytes.
 // A lost GPU device falls back to WebAssembly while a fresh device is brought up.
 
-import { fetchJson, message, ModelFileError } from "./runtime/index.js";
+import { message, ModelFileError } from "./runtime/index.js";
 import { Model, median } from "./model.js";
+import { fetchManifest } from "./early.js";
 
-export const MANIFEST = new URL("../models.json", import.meta.url);
 const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // events: the first ones (the load), then the newest
 // In use, the backend in use is re-checked when its recent runs are this much slower than when it was timed (another tab
 // took the GPU, the CPU was throttled): both are timed again and the other is taken only if it is clearly faster, so two
@@ -22,7 +22,7 @@ export class NoWebGPUError extends Error {}
 /** The site's models: { predict: [{ name, label, meta }], train: [...] }, from models.json (fetched fresh: it is where
  *  every file's hash comes from). */
 export async function readManifest() {
-  const manifest = await fetchJson(MANIFEST, "models.json");
+  const manifest = await fetchManifest();
   const models = Array.isArray(manifest?.models) ? manifest.models.filter((m) => typeof m?.name === "string" && m.meta?.name === m.name) : [];
   const predict = models.filter((m) => m.role === "predict"), train = models.filter((m) => m.role === "train");
   if (!predict.length) throw new ModelFileError("models.json lists no model to draw with");

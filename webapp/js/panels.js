@@ -1,7 +1,7 @@
 // The panels the visitor opens: "Inside the model", the test-set report and "Train from scratch". Their code and their
 // data load when first opened, never before; each gets the elements it owns and what it needs as arguments.
 
-import { wasmSettings } from "./model.js";
+import { wasmSettings } from "./wasm_settings.js";
 
 const toggle = (button, panel) => {
   const open = button.getAttribute("aria-expanded") !== "true";
