@@ -1,5 +1,5 @@
-"""The shipped models as ONNX graphs, with their exact weights (the exporter's float16 file, widened as the page widens
-it), for ONNX Runtime Web in the comparison (bench_vs_tfjs.py). The graph follows the scripts' layer order, read from
+"""The shipped models as ONNX graphs, with their exact weights (the exporter's file, widened as the page widens it:
+float16 to float32, int8 times its channel's scale), for ONNX Runtime Web in the comparison (bench_vs_tfjs.py). The graph follows the scripts' layer order, read from
 the weights' names as compare.js reads it for TF.js: each conv and hidden linear followed by a ReLU, batch norm (at
 inference) after the ReLU it follows, a 2x2 max-pool closing each block of two convolutions, NCHW as tinygrad.
 
@@ -10,12 +10,14 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 def onnx_model(name:str):
   import onnx
   from onnx import helper, numpy_helper, TensorProto
   from safetensors.numpy import load_file
-  weights = {k: v.astype(np.float32) for k, v in load_file(ROOT / "webapp" / name / f"{name}.safetensors").items()}
+  from evaluation import widened
+  weights = {k: v.astype(np.float32) for k, v in widened(load_file(ROOT / "webapp" / name / f"{name}.safetensors")).items()}
   index = sorted({int(k.split(".")[1]) for k in weights})
   nodes, inits, x, convs, n = [], [], "input", 0, 0
   def node(op, inputs, **attrs):
