@@ -11,7 +11,7 @@ training script with env vars, so that each row of the log is a command a reader
 Resumable: results are saved after every run, keyed by the exact environment, and a rerun (or a sweep stopped with
 Ctrl-C and started again) runs only what is missing.
 """
-import argparse, json, os, sys
+import argparse, json, os, signal, sys
 from pathlib import Path
 from sweep_report import ReportError, write_report, update_readme
 from sweep_cluster import SweepError
@@ -198,6 +198,7 @@ def main():
   ap.add_argument("--only", help="a model (mnist_mlp, mnist_convnet) or one configuration name")
   ap.add_argument("--checkpoints", type=Path, help="keep each run's trained weights in this folder (for LOAD=)")
   args = ap.parse_args()
+  signal.signal(signal.SIGINT, signal.default_int_handler)   # Ctrl-C stops the sweep even if started with SIGINT ignored
   if not 0 < args.gpus_per_run <= 8 or args.cpus_per_run < 1 or args.jobs < 0: ap.error("--gpus-per-run must be in (0, 8], --cpus-per-run >= 1, --jobs >= 0")
   base = ROOT / ("runs/quick" if args.quick else "")
   results_path = args.results or (base / "sweep.json" if args.quick else ROOT / "results" / "sweep.json")

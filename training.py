@@ -293,6 +293,9 @@ def run_script(name:str, label:str, build_model, model_knobs, train_defaults:dic
   `build_model(**cfg)`; `describe(model_cfg)` gives the architecture summary for the metadata. Bad input, a failure
   and an interrupt each end the run with one line on stderr (exit 2; 130 for Ctrl-C or SIGTERM)."""
   signal.signal(signal.SIGTERM, _stop)
+  # Ctrl-C stops a run even where it was started with SIGINT ignored (a shell's background job, CI): Python then leaves
+  # it ignored, and two CI runs' interrupts were lost that way
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   try: return _run(name, label, build_model, model_knobs, train_defaults, describe)
   except (UserError, ExportError) as e:
     print(f"error: {e}", file=sys.stderr)

@@ -132,8 +132,8 @@ def test_a_second_visit_works_offline(engine_app, mnist_test_set):
   assert page.evaluate("() => 'serviceWorker' in navigator")                # both engines allow it on http://127.0.0.1
   page.wait_for("document.body.dataset.offline === 'ready'", timeout=180)
   page.server.offline = True
-  page.evaluate("() => { window.__beforeReload = true; location.reload(); }")
-  page.wait_for("!window.__beforeReload && document.readyState === 'complete' && document.body.dataset.ready === 'true'", timeout=120)
+  page.reload()
+  page.wait_for("document.body?.dataset.ready === 'true'", timeout=120)
   assert page.evaluate("() => fetch('never-cached.txt').then(() => 'online', () => 'offline')") == "offline"
   x, y = mnist_test_set
   for name in MODELS:

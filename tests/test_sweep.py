@@ -12,8 +12,9 @@ def _sweep(*args, **env):
                         env={**os.environ, "MNIST_DIR": mnist_dir(), **env})
 
 def _start(*args, **env) -> subprocess.Popen:
+  """The sweep as a background job of a shell (or CI) starts it: with SIGINT ignored, which Ctrl-C must still stop."""
   return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                          env={**os.environ, "MNIST_DIR": mnist_dir(), **env})
+                          env={**os.environ, "MNIST_DIR": mnist_dir(), **env}, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
 
 def _until(condition, timeout:float, what:str):
   end = time.monotonic() + timeout
