@@ -5,6 +5,7 @@
 import { openModel, fetchBytes, wasmModule, message, DownloadError, ModelFileError } from "./runtime/index.js";
 import { stash } from "./settings.js";
 import { wasmSettings } from "./wasm_settings.js";
+import { folderOf } from "./early.js";
 
 export const BACKEND_NAMES = { webgpu: "WebGPU", wasm: "WebAssembly" };
 const WARMUP_RUNS = 3, TIMED_RUNS = 7;
@@ -26,7 +27,7 @@ function fetchWithProgress(url, entry, onBytes) {
 export class Model {
   constructor({ name, label, meta }, prepare = async () => {}, custom = null, wasm = wasmSettings()) {
     Object.assign(this, { name, label, meta, prepare, custom, wasm });
-    this.base = custom?.base ?? new URL(`../${name}/`, import.meta.url);
+    this.base = custom?.base ?? folderOf(name);
     this.reset();
   }
 

@@ -9,7 +9,7 @@
 
 import { message, ModelFileError } from "./runtime/index.js";
 import { Model, median } from "./model.js";
-import { fetchManifest } from "./early.js";
+import { fetchManifest, listed } from "./early.js";
 
 const LOAD_EVENTS = 100, MAX_EVENTS = 1000;   // events: the first ones (the load), then the newest
 // In use, the backend in use is re-checked when its recent runs are this much slower than when it was timed (another tab
@@ -22,15 +22,10 @@ export class NoWebGPUError extends Error {}
 /** The site's models: { predict: [{ name, label, meta }], train: [...] }, from models.json (fetched fresh: it is where
  *  every file's hash comes from). */
 export async function readManifest() {
-  const manifest = await fetchManifest();
-  const models = Array.isArray(manifest?.models) ? manifest.models.filter((m) => typeof m?.name === "string" && m.meta?.name === m.name) : [];
-  const predict = models.filter((m) => m.role === "predict"), train = models.filter((m) => m.role === "train");
+  const { predict, train } = listed(await fetchManifest());
   if (!predict.length) throw new ModelFileError("models.json lists no model to draw with");
   return { predict, train };
 }
-
-/** The folder of a model of the manifest. */
-export const folderOf = (name) => new URL(`../${name}/`, import.meta.url);
 
 // a blocklisted or wedged GPU process can leave these promises pending forever; the page must still settle
 function answerWithin(promise, what, ms = 10_000) {

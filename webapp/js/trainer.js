@@ -10,7 +10,7 @@ import { loadDataset } from "./dataset.js";
 import { fit, predict } from "./fit.js";
 import { reportFrom } from "./report.js";
 import { openModel, writeSafetensors, sha256Hex } from "./runtime/index.js";
-import { folderOf } from "./models.js";
+import { folderOf } from "./early.js";
 import { TrainerView, readSettings, fmtTime } from "./trainer_view.js";
 
 const HELD_OUT = 1000, EVAL_EVERY = 250;

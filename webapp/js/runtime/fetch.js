@@ -43,6 +43,10 @@ export async function fetchBytes(url, { what = fileName(url), expectedBytes, onB
   return bytes;
 }
 
+/** Where a model's file (`entry`: its metadata's { name, sha256 }) is in `folder`: versioned by its hash, so that a
+ *  cached copy of another version is never asked for. */
+export const fileUrl = (entry, folder) => new URL(`${encodeURIComponent(entry.name)}?v=${entry.sha256}`, folder);
+
 /** `bytes` as JSON, or a ModelFileError naming `what`. */
 export function parseJson(bytes, what) {
   try { return JSON.parse(new TextDecoder().decode(bytes)); }

@@ -1,7 +1,7 @@
 // A model, opened from its metadata: its files (each fetched once and checked against the metadata's SHA-256 before it
 // is parsed, compiled or handed out), its plan, its weights decoded once, and load(backend) -> run.
 
-import { fetchBytes, fetchJson, parseJson, verified, fileName, ModelFileError } from "./fetch.js";
+import { fetchBytes, fetchJson, parseJson, verified, fileName, fileUrl, ModelFileError } from "./fetch.js";
 import { readSafetensors } from "./safetensors.js";
 import { checkedPlan, wasmModule } from "./plan.js";
 import { programsOf } from "./programs.js";
@@ -36,7 +36,7 @@ function modelFiles(meta, folder, fetchFile) {
     if (!e?.name) throw new ModelFileError(`${meta.name}: its metadata names no ${key} file`);
     return e;
   };
-  const url = (key) => new URL(`${encodeURIComponent(entry(key).name)}?v=${entry(key).sha256}`, folder);
+  const url = (key) => fileUrl(entry(key), folder);
   const remember = (map, key, make) => {
     if (!map.has(key)) {
       const promise = make();
