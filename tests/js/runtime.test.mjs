@@ -36,6 +36,14 @@ test("float16 values widen exactly", () => {
   assert.ok(Number.isNaN(f[10]));
 });
 
+test("float16: a small tensor (widened one by one) and a large one (through the table) agree on every half", () => {
+  const all = Uint16Array.from({ length: 65536 }, (_, i) => i), table = halfToFloat32(all);
+  for (let i = 0; i < 65536; i += 4096) {
+    const one = halfToFloat32(all.slice(i, i + 4096));
+    assert.deepEqual(asBytes(one), asBytes(table.slice(i, i + 4096)), `halves ${i}..${i + 4095}`);
+  }
+});
+
 test("safetensors: float32 and float16 tensors come back as float32 bytes", () => {
   const a = new Float32Array([1.5, -2, 3.25]), b = new Uint16Array([0x3c00, 0xc000]);   // 1, -2 as float16
   const data = new Uint8Array(16);

@@ -2,7 +2,6 @@
 // file shipped with the page), dark mode, and the keyboard: P, E, [ ], Z or Ctrl+Z, C or Delete, and 0-9 to say which
 // digit was drawn.
 
-import { sampleFile } from "./samples.js";
 import { remember } from "./settings.js";
 
 const SAMPLES = 100;   // mnist_test_samples.bin: 100 labels, then 100 28x28 images
@@ -43,7 +42,7 @@ export class Controls {
   }
 
   async drawSample() {
-    this.samples ??= sampleFile("mnist_test_samples.bin");
+    this.samples ??= import("./samples.js").then(({ sampleFile }) => sampleFile("mnist_test_samples.bin"));   // on first use
     try {
       const bytes = await this.awaiting(this.samples), i = Math.floor(Math.random() * SAMPLES);
       this.pad.drawImage(bytes.subarray(SAMPLES + i * 784, SAMPLES + (i + 1) * 784));

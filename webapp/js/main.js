@@ -11,7 +11,6 @@ import { DownloadsView } from "./downloads.js";
 import { Controls } from "./controls.js";
 import { Panels } from "./panels.js";
 import { Teacher } from "./teach.js";
-import { enableOffline } from "./offline.js";
 import { remember, remembered } from "./settings.js";
 import { h } from "./dom.js";
 
@@ -58,11 +57,16 @@ function refresh() {
   if (ready) scheduler.schedule();
 }
 
+/** refresh() at the next frame, once however often it is asked for: a download reports every chunk it receives, and
+ *  the preloaded first model's chunks come all at once (each refresh cost the first answer ~1 ms of formatting). */
+let refreshing = 0;
+const refreshSoon = () => { refreshing ||= requestAnimationFrame(() => { refreshing = 0; refresh(); }); };
+
 function onModelsChange(event) {
   if (event.kind === "loading") { document.body.dataset.ready = "false"; status.say("Loading models…"); return; }
   if (event.kind === "fatal") { showError(event.error); return; }
   downloads.show(models.models.values(), selected());
-  if (event.kind === "progress") { if (event.model === selected() && !event.model.run) refresh(); return; }
+  if (event.kind === "progress") { if (event.model === selected() && !event.model.run) refreshSoon(); return; }
   // the default model failed while another loaded: switch to a working one rather than show nothing (never away from a
   // model the visitor picked: they see why it failed)
   if (selected().error && !visitorChoseModel) {
@@ -71,7 +75,7 @@ function onModelsChange(event) {
   }
   refresh();
   if (event.kind === "lost") status.say(`GPU device lost, recovering… (${BACKEND_NAMES[selected().backend] ?? "nothing"} meanwhile)`, "error");
-  if (event.kind === "downloaded") enableOffline();
+  if (event.kind === "downloaded") import("./offline.js").then(({ enableOffline }) => enableOffline()).catch(showError);
   if (event.kind === "model" && event.model === selected()) panels.refresh();
 }
 

@@ -3,7 +3,7 @@
 // digits; a digit is drawn on the canvas, so the visitor can watch the model (and its layers) read it. The view builds
 // its own elements in the container it is given (the page's report panel, the trainer's results).
 
-import { h, drawDigit } from "./dom.js";
+import { h, drawDigit, formatCount } from "./dom.js";
 
 /** The model's report (the runtime's model: its file checked against the metadata's SHA-256 before it is read), with
  *  misread.image(k) giving the k-th misread digit's pixels. */
@@ -63,7 +63,7 @@ export class ReportView {
   show(model, report) {
     const total = report.confusion.flat().reduce((a, b) => a + b, 0);
     const errors = report.misread.index.length;
-    this.summary.textContent = `${model.meta.architecture}: ${report.accuracy.toFixed(2)}% of ${total.toLocaleString("en-US")} test digits ` +
+    this.summary.textContent = `${model.meta.architecture}: ${report.accuracy.toFixed(2)}% of ${formatCount(total)} test digits ` +
       `read correctly, ${errors} misread. Rows: the true digit; columns: what the model read. Pick a cell to see its digits.`;
     this.showConfusion(report);
     this.showTable(report);

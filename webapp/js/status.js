@@ -4,7 +4,7 @@
 
 import { BACKEND_NAMES } from "./model.js";
 import { ms } from "./prediction.js";
-import { formatBytes } from "./dom.js";
+import { formatBytes, formatCount } from "./dom.js";
 
 const TONES = {
   info: "bg-slate-200 text-slate-700 dark:bg-slate-800 dark:text-slate-300",
@@ -47,7 +47,7 @@ export class StatusView {
     else {
       this.ui.modelInfo.textContent = this.teacher.describe(m) + (this.teacher.summary(m) ? "Shipped: " : "") +
         `${m.meta.test_accuracy.toFixed(2)}% on the 10 000 MNIST test digits · ` +
-        `${m.meta.params.toLocaleString("en-US")} parameters · ${formatBytes(m.meta.files.weights.bytes)}`;
+        `${formatCount(m.meta.params)} parameters · ${formatBytes(m.meta.files.weights.bytes)}`;
     }
     this.ui.modelInfo.classList.toggle("text-red-700", Boolean(m.error));
   }

@@ -5,13 +5,14 @@
 // so that a first visit never opens the database.
 
 import { remember, remembered } from "./settings.js";
+import { formatCount } from "./dom.js";
 
 const FLAG = "teach";   // a setting: "1" once an example or fine-tuned weights were kept
 const kept = () => remembered(FLAG, ["1"]) !== null;
 const keep = () => remember(FLAG, "1");
 const percent = (x) => (x === null ? "–" : `${x.toFixed(1)}%`);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
-const heldOut = (n) => `${n.toLocaleString("en-US")} held-out MNIST digits`;
+const heldOut = (n) => `${formatCount(n)} held-out MNIST digits`;
 
 export class Teacher {
   /** `selected()` is the selected model, `currentImage()` the drawing as the model reads it (784 u8 pixels) or null,

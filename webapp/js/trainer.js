@@ -12,6 +12,7 @@ import { reportFrom } from "./report.js";
 import { openModel, writeSafetensors, sha256Hex } from "./runtime/index.js";
 import { folderOf } from "./early.js";
 import { TrainerView, readSettings, fmtTime } from "./trainer_view.js";
+import { formatCount } from "./dom.js";
 
 const HELD_OUT = 1000, EVAL_EVERY = 250;
 
@@ -198,7 +199,7 @@ export class Trainer {
     else if (pausing) { job.pause = {}; job.pause.promise = new Promise((resolve) => { job.pause.resolve = resolve; }); }
     else { const p = job.pause; job.pause = null; p?.resolve(); }
     this.progress(job, { kind: "time", total: job.total });
-    this.setState(pausing ? "paused" : "training", pausing ? `Paused at step ${job.step.toLocaleString("en-US")}: Resume goes on exactly where it stopped.`
+    this.setState(pausing ? "paused" : "training", pausing ? `Paused at step ${formatCount(job.step)}: Resume goes on exactly where it stopped.`
       : `Training on ${job.backend === "wasm" ? "WebAssembly (in a worker)" : "WebGPU"}…`);
   }
 
@@ -237,7 +238,7 @@ export class Trainer {
     try { await (await this.storage()).keepTrained(result); }
     catch { kept = false; }
     this.setState("done", `Done: ${report.accuracy.toFixed(2)}% of the 10 000 test digits in ${fmtTime(seconds)} of training ` +
-      `(${outcome.steps.toLocaleString("en-US")} steps${outcome.stopped ? ", stopped early" : ""}) on ${job.backend === "wasm" ? "WebAssembly" : "WebGPU"}` +
+      `(${formatCount(outcome.steps)} steps${outcome.stopped ? ", stopped early" : ""}) on ${job.backend === "wasm" ? "WebAssembly" : "WebGPU"}` +
       (kept ? "; kept in this browser." : "; kept for this visit only: this browser's storage is full or disabled."));
   }
 

@@ -4,7 +4,7 @@
 
 import { plot } from "./plot.js";
 import { ReportView } from "./report.js";
-import { h, paintDigit, drawDigit } from "./dom.js";
+import { h, paintDigit, drawDigit, formatCount } from "./dom.js";
 export const LIMITS = { samples: [1000, 60000], epochs: [0.1, 30], lr: [1e-5, 0.1], seed: [0, 2 ** 31 - 1] };
 const COLORS = { loss: "#6366f1", batch: "#94a3b8", heldOut: "#059669" };
 
@@ -13,7 +13,7 @@ export function readSettings({ samples, epochs, lr, seed }) {
   const check = (name, text, [lo, hi], integer) => {
     const value = Number(text);
     if (text === "" || !Number.isFinite(value) || (integer && !Number.isInteger(value)) || value < lo || value > hi) {
-      const show = (v) => (integer ? v.toLocaleString("en-US") : String(v));
+      const show = (v) => (integer ? formatCount(v) : String(v));
       return `${name} must be ${integer ? "a whole number" : "a number"} from ${show(lo)} to ${show(hi)}`;
     }
     return value;
@@ -122,8 +122,8 @@ export class TrainerView {
     const ui = this.ui;
     ui.dataProgress.max = total || 1;
     ui.dataProgress.value = loaded;
-    ui.dataText.textContent = `MNIST: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB · ${data.train.count.toLocaleString("en-US")} training and ` +
-      `${data.test.count.toLocaleString("en-US")} test digits in`;
+    ui.dataText.textContent = `MNIST: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB · ${formatCount(data.train.count)} training and ` +
+      `${formatCount(data.test.count)} test digits in`;
   }
 
   dataDone() { this.ui.dataText.textContent += " (all)"; this.ui.dataRetry.hidden = true; }
@@ -164,10 +164,10 @@ export class TrainerView {
     const rate = seconds > 0 ? (job.step * batch) / seconds : 0, left = rate > 0 ? ((job.total - job.step) * batch) / rate : NaN;
     ui.progress.max = job.total || 1;
     ui.progress.value = job.step;
-    ui.stats.textContent = `step ${job.step.toLocaleString("en-US")} of ${job.total.toLocaleString("en-US")} · ${Math.round(rate).toLocaleString("en-US")} digits/s · ` +
+    ui.stats.textContent = `step ${formatCount(job.step)} of ${formatCount(job.total)} · ${formatCount(rate)} digits/s · ` +
       `${fmtTime(seconds)} so far` + (Number.isFinite(left) ? ` · about ${fmtTime(left)} left` : "") +
       (job.heldOut !== undefined ? ` · held-out accuracy ${job.heldOut.toFixed(1)}%` : "") +
-      (job.available < job.settings.samples ? ` · training on the ${job.available.toLocaleString("en-US")} digits in so far` : "");
+      (job.available < job.settings.samples ? ` · training on the ${formatCount(job.available)} digits in so far` : "");
     const top = Math.max(2.5, ...job.curves.loss.slice(0, 5).map(([, l]) => l));
     plot(ui.lossChart, { series: [{ points: job.curves.loss, color: COLORS.loss }], xMax: job.total, yMin: 0, yMax: top, yTicks: [0, 1, 2], label: "loss per batch" });
     plot(ui.accuracyChart, { series: [{ points: job.curves.batch, color: COLORS.batch, width: 1 }, { points: job.curves.heldOut, color: COLORS.heldOut, width: 2.5 }],

@@ -4,23 +4,21 @@
 
 import { ModelFileError } from "./fetch.js";
 
-// float16 -> float32 through a table of all 65 536 halves: the weights are stored as float16 (half the download), the
-// kernels compute in float32, so the GPU needs no half-precision feature
+// float16 -> float32: the weights are stored as float16 (half the download), the kernels compute in float32, so the GPU
+// needs no half-precision feature. A large tensor goes through a table of all 65 536 halves; a small one (an int8
+// model's scales and biases) is widened one by one, since building the table would cost the first answer ~10 ms.
+const half = (h) => {
+  const sign = h & 0x8000 ? -1 : 1, exponent = (h >> 10) & 0x1f, fraction = h & 0x3ff;
+  return sign * (exponent === 0 ? fraction * 2 ** -24 : exponent === 31 ? (fraction ? NaN : Infinity) : (1 + fraction / 1024) * 2 ** (exponent - 15));
+};
 let halfTable = null;
-function halfToFloatTable() {
-  if (halfTable) return halfTable;
-  halfTable = new Float32Array(65536);
-  for (let h = 0; h < 65536; h++) {
-    const sign = h & 0x8000 ? -1 : 1, exponent = (h >> 10) & 0x1f, fraction = h & 0x3ff;
-    halfTable[h] = sign * (exponent === 0 ? fraction * 2 ** -24
-      : exponent === 31 ? (fraction ? NaN : Infinity) : (1 + fraction / 1024) * 2 ** (exponent - 15));
-  }
-  return halfTable;
-}
+const TABLE_FROM = 16384;   // halves: past this, the table is the cheaper way
 
 export function halfToFloat32(halves) {
-  const table = halfToFloatTable(), out = new Float32Array(halves.length);
-  for (let i = 0; i < halves.length; i++) out[i] = table[halves[i]];
+  const out = new Float32Array(halves.length);
+  if (halves.length < TABLE_FROM) { for (let i = 0; i < halves.length; i++) out[i] = half(halves[i]); return out; }
+  if (!halfTable) { halfTable = new Float32Array(65536); for (let h = 0; h < 65536; h++) halfTable[h] = half(h); }
+  for (let i = 0; i < halves.length; i++) out[i] = halfTable[halves[i]];
   return out;
 }
 
