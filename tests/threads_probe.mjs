@@ -8,10 +8,12 @@ globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(new UR
 const [what, name, count = "16"] = process.argv.slice(2);
 const model = await openModel(new URL(`../webapp/${name}/${name}.json`, import.meta.url));
 const b64 = (f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString("base64");
-const input = readFileSync(0);   // float32 images, normalised, one after another (forward), or none
+const input = readFileSync(0);
+let alone = null;   // the split programs the timed placement runs on the calling thread   // float32 images, normalised, one after another (forward), or none
 
 async function forward(options) {
   const run = await model.load("wasm", options), out = [];
+  if (options.placement !== "workers") alone = run.wasm.alone;
   for (let i = 0; i < Number(count); i++) {
     const x = new Float32Array(input.buffer, input.byteOffset + i * 784 * 4, 784).slice();
     const { logits, taps } = await run(x, { taps: true });
@@ -37,7 +39,7 @@ async function fit(options, steps = 20) {
 /** A thread stopped in use: the next runs still answer, on one thread, and the page hears why. */
 async function stopped() {
   let lost = null;
-  const run = await model.load("wasm", { threads: 2, fma: false, onThreadsLost: (why) => { lost = why; } });
+  const run = await model.load("wasm", { threads: 2, fma: false, placement: "workers", onThreadsLost: (why) => { lost = why; } });
   const x = new Float32Array(784).fill(0.5), before = await run(x), threadsBefore = run.wasm.threads;
   run.wasm.stopThread(1);
   await new Promise((resolve) => setTimeout(resolve, 200));
@@ -50,8 +52,9 @@ async function stopped() {
 const runs = {
   async forward() {
     const out = {};
-    for (const [threads, fma] of [[1, false], [2, false], [4, false], [1, true], [2, true]]) out[`${threads}${fma ? "-fma" : ""}`] = await forward({ threads, fma });
-    return out;
+    for (const [threads, fma] of [[1, false], [2, false], [4, false], [1, true], [2, true]]) out[`${threads}${fma ? "-fma" : ""}`] = await forward({ threads, fma, placement: "workers" });
+    out.timed = await forward({ threads: 2, fma: false });   // each split program where it was timed faster: the same bits
+    return { ...out, alone };
   },
   fit: async () => ({ one: await fit({ threads: 1, fma: false }), two: await fit({ threads: 2, fma: false }), four: await fit({ threads: 4, fma: false }),
                       twoFma: await fit({ threads: 2, fma: true }, 3) }),

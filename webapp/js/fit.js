@@ -91,19 +91,25 @@ export async function fit(run, contract, spec, data, settings, control) {
     pending = { loss: [], accuracy: [] };
     sent = performance.now();
   };
-  for (; step < total; step++) {
-    await nextTask();
-    if (performance.now() - sent > 200) flush(step);
-    await control.waitIfPaused();
-    if (control.stopped()) break;
+  const drawBatch = () => {
     available = Math.min(settings.samples, data.train.count);
     for (let k = 0; k < batch; k++) {
       const i = pick() % available;
       normalise(data.train.image(i), images, k * SIZE);
       labels[k] = data.train.label(i);
     }
+  };
+  // Each step's batch is drawn while the step before it runs (run.fit copies its batch at once, and a threaded backend
+  // computes on its Workers meanwhile): the same picks, in the same order, as drawing each just before its step.
+  if (total) drawBatch();
+  for (; step < total; step++) {
     lr = settings.lr * lrFactor(step, total, settings.schedule);
-    const read = step % settings.readEvery === 0 || step === total - 1, out = await run.fit(images, labels, lr, { read });
+    const read = step % settings.readEvery === 0 || step === total - 1, running = run.fit(images, labels, lr, { read });
+    running.catch(() => {});   // (its failure is thrown below, once awaited)
+    await nextTask();
+    if (step + 1 < total) drawBatch();
+    const out = await running;
+    if (performance.now() - sent > 200) flush(step);
     if (read) {
       if (!Number.isFinite(out.loss)) throw new Error(`training diverged at step ${step + 1} (loss ${out.loss}): lower the learning rate`);
       pending.loss.push([step + 1, out.loss]);
@@ -113,6 +119,8 @@ export async function fit(run, contract, spec, data, settings, control) {
       flush(step + 1);
       await heldOut(step + 1);
     }
+    await control.waitIfPaused();
+    if (control.stopped()) { step++; break; }
   }
   flush(step);
   async function heldOut(at) {

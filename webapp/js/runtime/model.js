@@ -90,8 +90,8 @@ async function tensors(model, options) {
   };
 }
 
-/** `backend`: a GPUDevice or "wasm". Options: weights (see weightsOf), and for WebAssembly threads, fma and
- *  onThreadsLost(why) (see wasm.js). */
+/** `backend`: a GPUDevice or "wasm". Options: weights (see weightsOf), and for WebAssembly threads, fma, placement
+ *  and onThreadsLost(why) (see wasm.js). */
 async function load(model, backend, options = {}) {
   if (backend === "wasm" && typeof WebAssembly !== "object") throw new Error(`${model.name}: this browser has no WebAssembly`);
   const module = backend === "wasm" ? wasmModule(model.meta, options) : null;
@@ -103,7 +103,8 @@ async function load(model, backend, options = {}) {
     : await (await import("./webgpu.js")).webgpuBackend(model, backend, tensor);
   const run = programsOf(model, memory);
   // what it runs on, for the page to say (threads: now, after any fallback to one thread)
-  run.wasm = module && { get threads() { return memory.threads; }, fma: Boolean(module.fma), stopThread: (tid) => memory.stopThread(tid) };
+  run.wasm = module && { get threads() { return memory.threads; }, get alone() { return memory.alone; }, fma: Boolean(module.fma),
+                         stopThread: (tid) => memory.stopThread(tid) };
   run.close = () => memory.close?.();
   return run;
 }

@@ -26,7 +26,7 @@ function started(worker, tid) {
 }
 
 /** `n` Workers serving the instantiated threaded `module` (wasm.js), once every one has started (else they are ended
- *  and it throws). Returns { threads, job(program index), failure, close(), stop(tid) }. */
+ *  and it throws). Returns { threads, job(program index), alone(program index), failure, close(), stop(tid) }. */
 export async function startThreads(module, n, { control: words }) {
   const control = new Int32Array(module.memory.buffer, module.exports.control(), words.parts + module.layout.counters);
   const workers = Array.from({ length: n }, spawn);
@@ -55,6 +55,12 @@ export async function startThreads(module, n, { control: words }) {
     Atomics.add(control, words.job, 1);
     Atomics.notify(control, words.job);
     await jobDone(control, words.done, n, pool);
+  };
+  /** One program on this thread alone, its split kernels' parts all taken here (their counters start at zero, as a
+   *  job's do); the Workers sleep on. */
+  pool.alone = (program) => {
+    control.fill(0, words.parts);
+    module.exports.run(program, 0, 1);
   };
   return pool;
 }

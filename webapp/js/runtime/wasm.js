@@ -35,11 +35,25 @@ async function instantiate(model, entry, bytes) {
   };
 }
 
+const TIMED_RUNS = 5;
+
+/** Whether `here()` takes less than `workers()`: the median of TIMED_RUNS each, after one of each to warm up. */
+async function fasterAlone(here, workers) {
+  const median = async (run) => {
+    const times = [];
+    for (let i = 0; i <= TIMED_RUNS; i++) { const t = performance.now(); await run(); if (i) times.push(performance.now() - t); }
+    return times.sort((a, b) => a - b)[TIMED_RUNS >> 1];
+  };
+  return (await median(here)) < (await median(workers));
+}
+
 const asBytes = (data) => new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 
-/** The backend's memory ({ execute, read, write, threads, close, stopThread }) starting on module `entry` with `bytes`,
- *  the weights from `tensor` (or none). `threads`: Workers for a threaded module (at most what it serves). */
-export async function wasmBackend(model, entry, bytes, tensor, { threads = 1, onThreadsLost = () => {} } = {}) {
+/** The backend's memory ({ execute, read, write, threads, alone, close, stopThread }) starting on module `entry` with
+ *  `bytes`, the weights from `tensor` (or none). `threads`: Workers for a threaded module (at most what it serves);
+ *  `placement`: "timed" (each split program that changes no weight runs where it was faster, here or on the Workers) or
+ *  "workers" (every split program on the Workers). */
+export async function wasmBackend(model, entry, bytes, tensor, { threads = 1, onThreadsLost = () => {}, placement = "timed" } = {}) {
   const { plan, meta } = model;
   let current = await instantiate(model, entry, bytes), pool = null, moving = null;
   plan.buffers.forEach((b, i) => {
@@ -71,15 +85,31 @@ export async function wasmBackend(model, entry, bytes, tensor, { threads = 1, on
   }
 
   const floats = (i) => new Float32Array(current.get(i).slice().buffer);
+  const onWorkers = (program) => pool && current.layout.split.includes(program) && !alone.has(program);
+  const runHere = (index) => (pool ? pool.alone(index) : current.exports.run(index, 0, 1));
   async function runOnce(program, values) {
     for (const [name, data] of Object.entries(values)) current.set(plan.inputs[program][name], asBytes(data));
     const index = plan.programs.indexOf(program);
-    if (pool && current.layout.split.includes(program)) await pool.job(index);
-    else current.exports.run(index, 0, 1);
+    if (onWorkers(program)) await pool.job(index);
+    else runHere(index);
     return Object.fromEntries(outputsOf(plan, program).map((i) => [plan.buffers[i].name, floats(i)]));
+  }
+  // Which split programs run on this thread alone: a prediction of a small model finishes before the Workers would have
+  // woken (and, on a machine whose cores already train, they only take turns with the training's threads), so each
+  // program that changes no weight is timed both ways now, on whatever its inputs hold, and runs where it was faster.
+  // The training steps (they write the weights) run on the Workers: their kernels are what the threads are for.
+  const alone = new Set();
+  if (pool && placement === "timed") {
+    try {
+      for (const program of current.layout.split.filter((p) => !plan[p]?.trains)) {
+        const index = plan.programs.indexOf(program);
+        if (await fasterAlone(() => runHere(index), () => pool.job(index))) alone.add(program);
+      }
+    } catch (e) { if (!pool?.failure) throw e; await loseThreads(e.message); }
   }
   return {
     get threads() { return pool?.threads ?? 1; },
+    get alone() { return pool ? [...alone] : []; },   // the split programs that run on this thread alone (timed faster)
     async execute(program, values) {
       if (!plan.programs.includes(program)) throw new Error(`${model.name} has no program "${program}"`);
       if (!current.entry.programs.includes(program)) await moveTo(moduleWith(meta, current.entry, [program]));
