@@ -4,9 +4,10 @@
 // digits; then the step's speed against TF.js training the same network on its webgpu and wasm backends
 // (train_compare.js, as bench_train_page.py runs it in Chromium).
 //
-//   node bench/bench_gpu_train.mjs [--quick] [--only NAME] [--backend webgpu|wasm] [--epochs N] [--lr X] [--seed N] [--models DIR] [--json FILE]
+//   node bench/bench_gpu_train.mjs [--quick] [--only NAME] [--backend webgpu|wasm] [--threads N] [--epochs N] [--lr X] [--seed N] [--models DIR] [--json FILE]
 //
-// --epochs, --lr: instead of the trainer's defaults (its metadata); --models: a folder of exports other than webapp/.
+// --epochs, --lr: instead of the trainer's defaults (its metadata); --models: a folder of exports other than webapp/;
+// --threads: WebAssembly's (default 1; `--backend wasm --threads 2 --models DIR` is how the trainers were chosen).
 // Writes bench/gpu_train.json (not with --quick). Without a GPU adapter Dawn can use, it trains on WebAssembly.
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
@@ -16,8 +17,9 @@ import { create, globals } from "webgpu";
 import { WEBAPP, read, loadMnist, trainToAccuracy } from "./node_training.mjs";
 
 const { values: args } = parseArgs({ options: { quick: { type: "boolean" }, only: { type: "string" }, backend: { type: "string", default: "webgpu" },
-                                                epochs: { type: "string" }, lr: { type: "string" }, seed: { type: "string", default: "1" },
+                                                threads: { type: "string", default: "1" }, epochs: { type: "string" }, lr: { type: "string" }, seed: { type: "string", default: "1" },
                                                 models: { type: "string" }, json: { type: "string" } } });
+if (!/^([1-9]|1[0-6])$/.test(args.threads)) { console.error(`error: --threads takes 1 to 16, not ${args.threads}`); process.exit(2); }
 const MODELS = args.models ? new URL(`file://${args.models.replace(/\/?$/, "/")}`) : WEBAPP;
 const NAMES = args.only ? [args.only] : ["mnist_mlp_trainer", "mnist_convnet_trainer"];
 
@@ -47,7 +49,7 @@ for (const name of NAMES) {
   const meta = JSON.parse(new TextDecoder().decode(read(new URL(`${name}/${name}.json`, MODELS))));
   const { openModel } = await import("../webapp/js/runtime/index.js");
   const model = await openModel(meta, { base: new URL(`${name}/`, MODELS), fetchFile: async (url) => read(url) });
-  const run = await model.load(gpu ? gpu.device : "wasm", { weights: null });
+  const run = await model.load(gpu ? gpu.device : "wasm", { weights: null, threads: Number(args.threads) });
   const settings = { samples: args.quick ? 3000 : 60000, epochs: args.quick ? 1 : Number(args.epochs ?? meta.fit.epochs), lr: Number(args.lr ?? meta.fit.lr),
                      seed: Number(args.seed), readEvery: gpu ? 8 : 1 };
   const result = report.trained[name] = await trainToAccuracy(run, meta, data, settings);

@@ -22,12 +22,12 @@ function tfNetwork(tf, model) {
     }, tf.reshape(x, [-1, 784]));
     return { forward, variables: layers.flatMap((l) => [l.w, l.b]) };
   }
-  if (model.act !== "relu" || !model.bn || model.dropout) throw new Error("the TF.js CNN here is ReLU with batch norm, without dropout");
-  const c1 = model.channels, c2 = 2 * c1;
+  if (model.act !== "relu" || !model.bn || model.dropout || model.gap) throw new Error("the TF.js CNN here is ReLU with batch norm, without dropout or pooling");
+  const [w1, w2, w3, w4] = model.widths ?? [model.channels, model.channels, 2 * model.channels, 2 * model.channels];
   const conv = (k, cin, cout) => ({ w: uniform([k, k, cin, cout], k * k * cin), b: uniform([cout], k * k * cin) });
   const norm = (c) => ({ gamma: tf.variable(tf.ones([c])), beta: tf.variable(tf.zeros([c])) });
-  const p = { conv1: conv(5, 1, c1), conv2: conv(5, c1, c1), bn1: norm(c1), conv3: conv(3, c1, c2), conv4: conv(3, c2, c2), bn2: norm(c2),
-              w: uniform([9 * c2, 10], 9 * c2), b: uniform([10], 9 * c2) };
+  const p = { conv1: conv(5, 1, w1), conv2: conv(5, w1, w2), bn1: norm(w2), conv3: conv(3, w2, w3), conv4: conv(3, w3, w4), bn2: norm(w4),
+              w: uniform([9 * w4, 10], 9 * w4), b: uniform([10], 9 * w4) };
   const convRelu = (x, { w, b }) => tf.relu(tf.add(tf.conv2d(x, w, 1, "valid"), b));
   const batchNorm = (x, { gamma, beta }) => {
     const { mean, variance } = tf.moments(x, [0, 1, 2]);
@@ -37,7 +37,7 @@ function tfNetwork(tf, model) {
     let h = tf.reshape(x, [-1, 28, 28, 1]);
     h = tf.maxPool(batchNorm(convRelu(convRelu(h, p.conv1), p.conv2), p.bn1), 2, 2, "valid");
     h = tf.maxPool(batchNorm(convRelu(convRelu(h, p.conv3), p.conv4), p.bn2), 2, 2, "valid");
-    return tf.add(tf.matMul(tf.reshape(h, [-1, 9 * c2]), p.w), p.b);
+    return tf.add(tf.matMul(tf.reshape(h, [-1, 9 * w4]), p.w), p.b);
   };
   return { forward, variables: [p.conv1, p.conv2, p.conv3, p.conv4].flatMap((l) => [l.w, l.b]).concat([p.bn1, p.bn2].flatMap((n) => [n.gamma, n.beta]), [p.w, p.b]) };
 }
