@@ -3,7 +3,7 @@ with status 200) is refused and never kept by the offline cache, so the model lo
 an insecure context (no crypto.subtle) the hash is still checked, in JavaScript; a changed generated module never runs;
 a changed plan or WGSL file is refused before it is read; the page works under its strict Content-Security-Policy with
 no violation; no HTML is ever built from strings."""
-import json, re, shutil
+import base64, hashlib, json, re, shutil
 import pytest
 from conftest import ROOT
 from browser import serve, chromium, Server, wait_settled, wait_in_page
@@ -128,13 +128,22 @@ def test_without_crypto_subtle_the_hash_is_still_checked(mnist_test_set, tmp_pat
 
 CSP_WATCH = "addEventListener('securitypolicyviolation', (e) => (window.__csp ??= []).push(`${e.violatedDirective} ${e.blockedURI}`));"
 
+def test_the_policy_allows_the_one_inline_script_by_its_hash_and_nothing_else_inline():
+  """The theme's script runs before the first paint, inline: its SHA-256 in the policy must be its own (a changed script
+  with a stale hash would be blocked, and dark-mode visitors would see a white page until main.js ran)."""
+  html = (WEBAPP / "index.html").read_text()
+  csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+  assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval'" in csp and "style-src 'self'" in csp and "unsafe-inline" not in csp
+  inline = re.findall(r"<script>(.*?)</script>", html, re.S)
+  pinned = re.findall(r"'sha256-([A-Za-z0-9+/=]+)'", csp)
+  assert len(inline) == 1 and pinned == [base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()], (pinned, inline)
+
 @pytest.mark.slow
 def test_everything_works_under_the_content_security_policy(chromium_browser, app_url, mnist_test_set):
   """Predict on both backends, the inside view, the report, fine-tuning, dark mode and the offline cache, with the
   page's own policy in force (every other test's pages bypass it: Playwright's waits evaluate strings) and not one
   violation reported."""
-  csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', (WEBAPP / "index.html").read_text()).group(1)
-  assert "default-src 'self'" in csp and "script-src 'self' 'wasm-unsafe-eval'" in csp and "style-src 'self'" in csp and "unsafe-inline" not in csp
+  test_the_policy_allows_the_one_inline_script_by_its_hash_and_nothing_else_inline()
   x, y = mnist_test_set
   context = chromium_browser.unwrapped.new_context()
   context.add_init_script(CSP_WATCH)
@@ -182,7 +191,9 @@ def test_no_html_is_built_from_strings():
   document.write anywhere in the page's code (dom.js builds nodes), so a Trusted Types policy could be switched on."""
   found = [(f.name, m.group(0)) for f in sorted((WEBAPP / "js").glob("*.js")) for m in re.finditer(r"\b(innerHTML|outerHTML|insertAdjacentHTML|document\.write)\b", f.read_text())]
   assert not found, found
-  assert not re.search(r"<script>|\sstyle=|\son[a-z]+=|data:", (WEBAPP / "index.html").read_text())
+  # the theme's inline script aside (its hash pinned in the policy: the test above), no script, style or handler inline
+  html = re.sub(r"<script>.*?</script>", "", (WEBAPP / "index.html").read_text(), count=1, flags=re.S)
+  assert not re.search(r"<script>|\sstyle=|\son[a-z]+=|data:", html)
 
 SOAK = """async ({ images, n }) => {
   const settled = () => new Promise((resolve) => {

@@ -1,8 +1,8 @@
 // What this copy of the site keeps in the visitor's browser is named by the site's own path, so that two copies on one
 // origin never see each other's (every GitHub Pages project site of a user shares https://<user>.github.io, each under
 // its own /<repository>/): the settings here (localStorage), the database (storage.js, IndexedDB) and the offline cache
-// (here and sw.js, Cache Storage). theme.js, which must run before the first paint and so cannot import this,
-// names the theme the same way.
+// (here and sw.js, Cache Storage). index.html's inline script, which must run before the first paint and so cannot
+// import this, names the theme the same way.
 
 /** The site's path: "/" or "/<repository>/" (the folder that holds index.html). */
 export const SITE = new URL("../", import.meta.url).pathname;
