@@ -1,4 +1,4 @@
-import contextlib, fcntl, json, os, subprocess, sys
+import contextlib, fcntl, json, os, signal, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -12,6 +12,10 @@ def mnist_dir() -> str:
   if not Path(folder, "t10k-images-idx3-ubyte.gz").exists():
     pytest.fail(f"MNIST not found: set MNIST_DIR to the folder with the four *-ubyte.gz files (tried {folder})")
   return folder
+
+def sigint_ignored():
+  """preexec_fn: a process started as a shell's background job (or CI) starts it, with SIGINT ignored."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 def _script_env(**env) -> dict:
   full_env = {k: v for k, v in os.environ.items() if k not in ("DEV", "STEPS", "BS", "LR", "SEED", "OUT")}

@@ -7,7 +7,7 @@ import hashlib, json, runpy, shutil, signal, subprocess, sys, time
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
-from conftest import ROOT, run_script, mnist_dir, _script_env
+from conftest import ROOT, run_script, mnist_dir, _script_env, sigint_ignored
 
 def _fingerprint(folder):
   return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -135,15 +135,13 @@ def test_unwritable_output_folder_fails_before_training(tmp_path):
   assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(f"error: OUT={blocker / 'webapp'}: output folder is not writable")
   assert "test accuracy" not in proc.stdout   # it stopped before spending time on training
 
-def _sigint_ignored(): signal.signal(signal.SIGINT, signal.SIG_IGN)
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 130)])
 def test_ctrl_c_or_a_kill_while_training_is_one_line_and_exports_nothing(out, sig, code):
   before = _fingerprint(out)
   # started as a shell's background job (or CI) starts it: SIGINT ignored, which Python would otherwise keep
   proc = subprocess.Popen([sys.executable, str(ROOT / "mnist_mlp.py")], env=_script_env(OUT=out, STEPS=100000, WIDTH=16, DEPTH=1),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=_sigint_ignored)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, preexec_fn=sigint_ignored)
   assert proc.stdout.readline().startswith("mnist_mlp: ")                   # it has loaded MNIST and starts training
   time.sleep(2)
   proc.send_signal(sig)

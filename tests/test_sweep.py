@@ -4,7 +4,7 @@ committed models' accuracy is what tinygrad computes from their weights."""
 import json, os, shutil, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 import pytest
-from conftest import ROOT, mnist_dir
+from conftest import ROOT, mnist_dir, sigint_ignored
 import sweep, sweep_report
 
 def _sweep(*args, **env):
@@ -14,7 +14,7 @@ def _sweep(*args, **env):
 def _start(*args, **env) -> subprocess.Popen:
   """The sweep as a background job of a shell (or CI) starts it: with SIGINT ignored, which Ctrl-C must still stop."""
   return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                          env={**os.environ, "MNIST_DIR": mnist_dir(), **env}, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+                          env={**os.environ, "MNIST_DIR": mnist_dir(), **env}, preexec_fn=sigint_ignored)
 
 def _until(condition, timeout:float, what:str):
   end = time.monotonic() + timeout

@@ -8,8 +8,8 @@ globalThis.fetch = async (url) => new Response(readFileSync(fileURLToPath(new UR
 const [what, name, count = "16"] = process.argv.slice(2);
 const model = await openModel(new URL(`../webapp/${name}/${name}.json`, import.meta.url));
 const b64 = (f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength).toString("base64");
-const input = readFileSync(0);
-let alone = null;   // the split programs the timed placement runs on the calling thread   // float32 images, normalised, one after another (forward), or none
+const input = readFileSync(0);   // float32 images, normalised, one after another (forward), or none
+let alone = null;                // the split programs the timed placement runs on the calling thread
 
 async function forward(options) {
   const run = await model.load("wasm", options), out = [];

@@ -2,11 +2,11 @@
 // always text (never parsed as HTML), so nothing a file or a visitor supplies can become markup or script. And drawing a
 // 28x28 digit, which the preview, the report, the trainer and its samples all show.
 
-/** A size in bytes as people read it: "387 KB", "5.6 MB". */
 /** A whole number with thousands separated as en-US writes them (12,345): toLocaleString's first call sets up ICU, some
  *  15 ms the first answer waited for on a slow phone. */
 export const formatCount = (n) => String(Math.round(n)).replace(/\B(?=(\d{3})+$)/g, ",");
 
+/** A size in bytes as people read it: "387 KB", "5.6 MB". */
 export const formatBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.round(n / 1024)} KB`);
 
 /** An element: `props` are attributes (class, id, aria-*, type...), with `dataset` and `on<event>` handled apart. */

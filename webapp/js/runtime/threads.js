@@ -46,9 +46,10 @@ export async function startThreads(module, n, { control: words }) {
   pool.close = () => { for (const w of workers) w.terminate(); };
   pool.stop = (tid) => workers[tid]?.terminate();
   /** One program on the Workers: the job posted in the control block, then their done count awaited. */
+  const firstParts = () => control.fill(0, words.parts);   // a program's split kernels start again at their part 0
   pool.job = async (program) => {
     if (pool.failure) throw pool.failure;
-    control.fill(0, words.parts);
+    firstParts();
     Atomics.store(control, words.done, 0);
     Atomics.store(control, words.program, program);
     Atomics.store(control, words.threads, n);
@@ -56,10 +57,9 @@ export async function startThreads(module, n, { control: words }) {
     Atomics.notify(control, words.job);
     await jobDone(control, words.done, n, pool);
   };
-  /** One program on this thread alone, its split kernels' parts all taken here (their counters start at zero, as a
-   *  job's do); the Workers sleep on. */
+  /** One program on this thread alone, its split kernels' parts all taken here; the Workers sleep on. */
   pool.alone = (program) => {
-    control.fill(0, words.parts);
+    firstParts();
     module.exports.run(program, 0, 1);
   };
   return pool;
