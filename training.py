@@ -323,6 +323,8 @@ def _run(name:str, label:str, build_model, model_knobs, train_defaults:dict, des
     raise UserError(f"LOAD={run['load']}: a checkpoint of another model (its knobs {json.dumps(cfg.get('model'))[:120]} do not build {name})") from None
   if run["load"]: load_weights(model, run["load"])
   if cfg.get("teacher") and not run["load"] and not Path(cfg["teacher"]).is_file(): raise UserError(f"TEACHER={cfg['teacher']}: no such file")
+  if run["trainer"] and run["export"] and cfg["model"].get("dropout"):   # before training: the export would fail only after it
+    raise UserError(f"TRAINER=1 needs DROPOUT=0 (not {cfg['model']['dropout']:g}): each backend draws its own dropout masks, so the exported step could not be checked against the model's")
   X_train, Y_train, X_test, Y_test = load_mnist()
   n_params = sum(p.numel() for p in get_parameters(model) if p.is_param)
   print(f"{name}: {describe(cfg['model'])}, {n_params:,} parameters, device {Device.DEFAULT}")

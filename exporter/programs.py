@@ -113,7 +113,7 @@ def finetune_step(model, only:set|None=None, batch_size:int=FINETUNE["batch"]):
 
 def fit_step(model, opt, batch_size:int):
   """The page's "train from scratch" step: forward in training mode (batch norm on the batch's statistics, updating its
-  running statistics; dropout as the model has it), cross-entropy, backward, and `opt` (the scripts' optimizer over
+  running statistics; no dropout: training.py refuses it, as each backend would draw its own masks), cross-entropy, backward, and `opt` (the scripts' optimizer over
   every parameter) with the learning rate as an input, so that the page runs the scripts' schedule (a group's members
   scaled by the same factor, as the scripts do). Returns the step (images, labels, lr) -> {"loss", "correct" (how many
   of the batch it read right, before the update)}, example inputs, and the optimizer's state by name."""

@@ -56,6 +56,7 @@ CASES = [
   ("width-zero", {"WIDTH": "0"}, "WIDTH=0 must be >= 1"),
   ("jit-3", {"JIT": "3"}, "JIT=3 must be one of"),
   ("steps-zero", {"STEPS": "0"}, "STEPS=0 trains nothing"),
+  ("trainer-dropout", {"TRAINER": "1", "DROPOUT": "0.2"}, "TRAINER=1 needs DROPOUT=0 (not 0.2)"),
   ("out-empty", {"OUT": ""}, "OUT= is empty"),
   ("out-proc", {"OUT": "/proc/no/such/webapp"}, "OUT=/proc/no/such/webapp: output folder is not writable"),
   ("out-file", lambda tmp, rng: {"OUT": str((tmp / "f").write_text("x") and tmp / "f" / "webapp")}, "output folder is not writable"),
