@@ -5,6 +5,7 @@ training script with env vars, so that each row of the log is a command a reader
   python sweep.py                          # run what is missing from results/sweep.json, then rewrite HYPERPARAMETERS.md
   python sweep.py --quick                  # a tiny sweep (CI): results and report go to runs/quick/
   python sweep.py --report                 # only regenerate HYPERPARAMETERS.md and the plots from the results file
+  python sweep.py --trainers               # the page trainers' family instead: timed in the page's loop on this CPU
   DEV=CUDA python sweep.py                 # on every GPU of this machine, each run pinned to a share of one
   RAY_ADDRESS=auto DEV=CUDA python sweep.py   # on every GPU of a Ray cluster (ray start --head, then ray start --address=...)
 
@@ -15,6 +16,7 @@ import argparse, json, os, signal, sys
 from pathlib import Path
 from sweep_report import ReportError, write_report, update_readme
 from sweep_cluster import SweepError
+import sweep_trainers
 
 # the share of one GPU each run asks for when it trains on a GPU: measured fastest for this sweep's runs on one GPU
 GPUS_PER_RUN = 0.25
@@ -197,6 +199,7 @@ def main():
   ap.add_argument("--jobs", type=int, default=0, help="at most this many runs in flight (default: as many as the cluster fits)")
   ap.add_argument("--only", help="a model (mnist_mlp, mnist_convnet) or one configuration name")
   ap.add_argument("--checkpoints", type=Path, help="keep each run's trained weights in this folder (for LOAD=)")
+  ap.add_argument("--trainers", action="store_true", help="run the page trainers' family (sweep_trainers.py: results/trainers.json), not the rest")
   args = ap.parse_args()
   signal.signal(signal.SIGINT, signal.default_int_handler)   # Ctrl-C stops the sweep even if started with SIGINT ignored
   if not 0 < args.gpus_per_run <= 8 or args.cpus_per_run < 1 or args.jobs < 0: ap.error("--gpus-per-run must be in (0, 8], --cpus-per-run >= 1, --jobs >= 0")
@@ -204,14 +207,22 @@ def main():
   results_path = args.results or (base / "sweep.json" if args.quick else ROOT / "results" / "sweep.json")
   out = args.out or base / "HYPERPARAMETERS.md"
   configs, comparisons, seeds = (QUICK, QUICK_COMPARISONS, SEEDS[:1]) if args.quick else (CONFIGS, COMPARISONS, SEEDS)
-  if args.report: results = load_results(results_path)
-  else:
+  trainers, trainer_seeds = (sweep_trainers.QUICK, sweep_trainers.SEEDS[:1]) if args.quick else (sweep_trainers.CANDIDATES, sweep_trainers.SEEDS)
+  trainers_path = results_path.with_name("trainers.json")
+  results = load_results(results_path)
+  if args.trainers and not args.report:
+    exports = trainers_path.parent / "trainer_exports" if args.quick else ROOT / "runs" / "trainers"   # made once, reused by reruns
+    try: sweep_trainers.sweep(trainers, trainer_seeds, load_results(trainers_path), lambda r: save_results(trainers_path, r), exports)
+    except sweep_trainers.TrainerSweepError as e: sys.exit(f"error: {e}")
+    except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {trainers_path}, and a rerun does the rest")
+  elif not args.report:
     try: results = sweep(with_seeds(configs, comparisons, seeds), args.quick, results_path, args.only, args.checkpoints, address=args.address,
                          gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, cap=args.jobs)
     except SweepError as e: sys.exit(f"error: {e}")
     except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {results_path}, and a rerun does the rest")
   key_of = lambda m, o: run_key(m, run_env(m, o, args.quick))
-  try: write_report(configs, results, out, key_of, BASES, SCRIPTS, comparisons, seeds, HIGHLIGHT, analyse=not args.quick)
+  trainer_lines = sweep_trainers.section(trainers, load_results(trainers_path), trainer_seeds)
+  try: write_report(configs, results, out, key_of, BASES, SCRIPTS, comparisons, seeds, HIGHLIGHT, analyse=not args.quick, trainers=trainer_lines)
   except ReportError as e: sys.exit(f"error: {e}")
   print(f"wrote {out}")
   if not args.quick:

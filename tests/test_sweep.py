@@ -5,7 +5,7 @@ import json, os, shutil, signal, subprocess, sys, tempfile, time
 from pathlib import Path
 import pytest
 from conftest import ROOT, mnist_dir, sigint_ignored
-import sweep, sweep_report
+import sweep, sweep_report, sweep_trainers
 
 def _sweep(*args, **env):
   return subprocess.run([sys.executable, str(ROOT / "sweep.py"), *args], capture_output=True, text=True, timeout=900, cwd=ROOT,
@@ -102,7 +102,9 @@ def test_a_gpu_request_where_there_is_none_is_one_line(tmp_path):
 def _key(model, overrides): return sweep.run_key(model, sweep.run_env(model, overrides, False))
 
 def _report(results:dict, out) -> str:
-  sweep_report.write_report(sweep.CONFIGS, results, out, _key, sweep.BASES, sweep.SCRIPTS, sweep.COMPARISONS, sweep.SEEDS, sweep.HIGHLIGHT)
+  trainers = json.loads((ROOT / "results" / "trainers.json").read_text())
+  sweep_report.write_report(sweep.CONFIGS, results, out, _key, sweep.BASES, sweep.SCRIPTS, sweep.COMPARISONS, sweep.SEEDS, sweep.HIGHLIGHT,
+                            trainers=sweep_trainers.section(sweep_trainers.CANDIDATES, trainers, sweep_trainers.SEEDS))
   return out.read_text()
 
 def test_hyperparameters_md_is_generated_from_the_committed_results(tmp_path):
@@ -160,3 +162,55 @@ def test_committed_models_accuracy_recomputed_with_tinygrad(mnist_test_set, ship
   preds = shipped_logits(name).argmax(1)
   accuracy = round(float((preds == y).mean() * 100), 2)
   assert accuracy == round(meta["test_accuracy"], 2) and accuracy >= target
+
+# ---------------------------------------------------------------- the page trainers' family
+
+def test_the_quick_trainer_sweep_exports_trains_in_the_pages_loop_and_reports(tmp_path):
+  """`sweep.py --quick --trainers`: a toy trainer exported by the real script, trained by the page's loop in Node, kept in
+  trainers.json with what it ran, shown in the report with the rule's choice; a rerun runs nothing."""
+  args = ["--quick", "--trainers", "--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "H.md")]
+  proc = _sweep(*args)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (key, run), = json.loads((tmp_path / "trainers.json").read_text()).items()
+  (name, network, ((epochs, lr),), _), = sweep_trainers.QUICK["mnist_mlp"]
+  assert key == sweep_trainers.run_key("mnist_mlp", network, epochs, lr, "1")
+  assert run["steps"] == sweep_trainers.shipped_steps(epochs, 64) and run["threads"] == sweep_trainers.THREADS and run["seconds"] > 0
+  assert run["accuracy"] > 60 and run["architecture"] == "MLP 784 -> 1x32 relu -> 10"   # 47 steps of the page's loop learned digits
+  assert json.loads((tmp_path / "trainer_exports" / "mnist_mlp-32-batch-64" / "export.json").read_text())["WIDTH"] == "32"
+  report = (tmp_path / "H.md").read_text()
+  assert f"By it: **{name}**" in report and "WIDTH=32 DEPTH=1 BS=64 LR=0.01 python3 mnist_mlp.py" in report
+  again = _sweep(*args)
+  assert again.returncode == 0 and "0 page-trainer runs to do" in again.stdout
+
+def test_the_trainer_sweep_without_node_is_one_line(tmp_path):
+  bare = tmp_path / "bin"
+  bare.mkdir()
+  proc = _sweep("--quick", "--trainers", "--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "H.md"), PATH=str(bare))
+  assert proc.returncode == 1 and proc.stderr.strip() == "error: node is not on PATH: the page's loop runs in Node 20 (apt-get install nodejs)", proc.stderr
+  assert not (tmp_path / "trainer_exports").exists()
+
+def _setting(seconds:float, accuracies:list[float], name:str) -> dict:
+  return {"name": name, "seconds": seconds, "worst": min(accuracies), "runs": [{"accuracy": a} for a in accuracies]}
+
+def test_the_trainer_rule_takes_the_quickest_that_reaches_the_target_on_every_seed():
+  quick_but_one_seed_short = _setting(3.0, [98.3, 97.9, 98.2], "a")
+  slower_every_seed = _setting(4.0, [98.0, 98.1, 98.2], "b")
+  slowest = _setting(6.0, [98.5, 98.6, 98.4], "c")
+  assert sweep_trainers.choice("mnist_mlp", [quick_but_one_seed_short, slowest, slower_every_seed])["name"] == "b"
+  assert sweep_trainers.choice("mnist_convnet", [quick_but_one_seed_short, slowest, slower_every_seed])["name"] == "c"   # none reaches 99
+  assert sweep_trainers.choice("mnist_mlp", []) is None
+
+@pytest.mark.parametrize("model", ["mnist_mlp", "mnist_convnet"])
+def test_the_shipped_trainers_are_the_ones_the_trainer_sweep_chose(model):
+  """The manifest's trainer is the network, batch, epochs and learning rate that results/trainers.json's rule chooses,
+  and that choice reached the target on every seed."""
+  results = json.loads((ROOT / "results" / "trainers.json").read_text())
+  pick = sweep_trainers.choice(model, sweep_trainers.settings(model, sweep_trainers.CANDIDATES, results, sweep_trainers.SEEDS))
+  manifest = json.loads((ROOT / "webapp" / "models.json").read_text())["models"]
+  meta, = [m["meta"] for m in manifest if m["role"] == "train" and m["name"] == f"{model}_trainer"]
+  batch = int(pick["network"]["BS"])
+  assert meta["architecture"] == pick["runs"][0]["architecture"] and meta["params"] == pick["runs"][0]["params"]
+  assert (meta["fit"]["batch"], meta["fit"]["epochs"], meta["config"]["steps"]) == (batch, round(pick["epochs"], 2), sweep_trainers.shipped_steps(pick["epochs"], batch))
+  assert abs(meta["fit"]["lr"] - pick["lr"]) < 1e-6 * pick["lr"]
+  assert meta["wasm_beam"] == int(pick["network"].get("WASM_BEAM", sweep_trainers.EXPORT_BASE["WASM_BEAM"]))
+  assert pick["worst"] >= sweep_trainers.TARGETS[model]
