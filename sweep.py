@@ -130,7 +130,10 @@ def run_env(model:str, overrides:dict, quick:bool) -> dict:
 def run_key(model:str, env:dict) -> str: return model + " " + " ".join(f"{k}={v}" for k, v in sorted(env.items()))
 
 def load_results(path:Path) -> dict:
-  return json.loads(path.read_text()) if path.exists() else {}
+  try: results = json.loads(path.read_text()) if path.exists() else {}
+  except (OSError, ValueError) as e: raise SweepError(f"{path} is not a readable results file ({e}): fix it, or move it away to start afresh") from None
+  if not isinstance(results, dict): raise SweepError(f"{path} is not a results file (its JSON is not an object)")
+  return results
 
 def save_results(path:Path, results:dict):
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -209,10 +212,11 @@ def main():
   configs, comparisons, seeds = (QUICK, QUICK_COMPARISONS, SEEDS[:1]) if args.quick else (CONFIGS, COMPARISONS, SEEDS)
   trainers, trainer_seeds = (sweep_trainers.QUICK, sweep_trainers.SEEDS[:1]) if args.quick else (sweep_trainers.CANDIDATES, sweep_trainers.SEEDS)
   trainers_path = results_path.with_name("trainers.json")
-  results = load_results(results_path)
+  try: results, trainer_results = load_results(results_path), load_results(trainers_path)
+  except SweepError as e: sys.exit(f"error: {e}")
   if args.trainers and not args.report:
     exports = trainers_path.parent / "trainer_exports" if args.quick else ROOT / "runs" / "trainers"   # made once, reused by reruns
-    try: sweep_trainers.sweep(trainers, trainer_seeds, load_results(trainers_path), lambda r: save_results(trainers_path, r), exports)
+    try: sweep_trainers.sweep(trainers, trainer_seeds, trainer_results, lambda r: save_results(trainers_path, r), exports)
     except sweep_trainers.TrainerSweepError as e: sys.exit(f"error: {e}")
     except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {trainers_path}, and a rerun does the rest")
   elif not args.report:
@@ -221,7 +225,7 @@ def main():
     except SweepError as e: sys.exit(f"error: {e}")
     except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {results_path}, and a rerun does the rest")
   key_of = lambda m, o: run_key(m, run_env(m, o, args.quick))
-  trainer_lines = sweep_trainers.section(trainers, load_results(trainers_path), trainer_seeds)
+  trainer_lines = sweep_trainers.section(trainers, trainer_results, trainer_seeds)
   try: write_report(configs, results, out, key_of, BASES, SCRIPTS, comparisons, seeds, HIGHLIGHT, analyse=not args.quick, trainers=trainer_lines)
   except ReportError as e: sys.exit(f"error: {e}")
   print(f"wrote {out}")

@@ -214,3 +214,10 @@ def test_the_shipped_trainers_are_the_ones_the_trainer_sweep_chose(model):
   assert abs(meta["fit"]["lr"] - pick["lr"]) < 1e-6 * pick["lr"]
   assert meta["wasm_beam"] == int(pick["network"].get("WASM_BEAM", sweep_trainers.EXPORT_BASE["WASM_BEAM"]))
   assert pick["worst"] >= sweep_trainers.TARGETS[model]
+
+@pytest.mark.parametrize("text, why", [('{"x": ', "is not a readable results file"), ("[1]", "is not a results file")])
+def test_a_corrupt_results_file_is_one_line_and_left_as_it_is(tmp_path, text, why):
+  (tmp_path / "sweep.json").write_text(text)
+  proc = _sweep("--report", "--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "H.md"))
+  assert proc.returncode == 1 and proc.stderr.strip().startswith(f"error: {tmp_path / 'sweep.json'} {why}") and len(proc.stderr.strip().splitlines()) == 1
+  assert (tmp_path / "sweep.json").read_text() == text and not (tmp_path / "H.md").exists()
