@@ -200,7 +200,7 @@ def main():
   ap.add_argument("--gpus-per-run", type=float, default=GPUS_PER_RUN, help=f"share of a GPU each run asks for when it trains on one (DEV=CUDA; default {GPUS_PER_RUN}: measured fastest)")
   ap.add_argument("--cpus-per-run", type=int, default=1, help="cores each run asks for (and tinygrad threads on the CPU); default 1")
   ap.add_argument("--jobs", type=int, default=0, help="at most this many runs in flight (default: as many as the cluster fits)")
-  ap.add_argument("--only", help="a model (mnist_mlp, mnist_convnet) or one configuration name")
+  ap.add_argument("--only", help="a model (mnist_mlp, mnist_convnet) or one configuration name (with --trainers: one candidate's)")
   ap.add_argument("--checkpoints", type=Path, help="keep each run's trained weights in this folder (for LOAD=)")
   ap.add_argument("--trainers", action="store_true", help="run the page trainers' family (sweep_trainers.py: results/trainers.json), not the rest")
   args = ap.parse_args()
@@ -216,7 +216,7 @@ def main():
   except SweepError as e: sys.exit(f"error: {e}")
   if args.trainers and not args.report:
     exports = trainers_path.parent / "trainer_exports" if args.quick else ROOT / "runs" / "trainers"   # made once, reused by reruns
-    try: sweep_trainers.sweep(trainers, trainer_seeds, trainer_results, lambda r: save_results(trainers_path, r), exports)
+    try: sweep_trainers.sweep(trainers, trainer_seeds, trainer_results, lambda r: save_results(trainers_path, r), exports, args.only)
     except sweep_trainers.TrainerSweepError as e: sys.exit(f"error: {e}")
     except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {trainers_path}, and a rerun does the rest")
   elif not args.report:

@@ -89,10 +89,11 @@ def _node() -> str:
   if node := shutil.which("node"): return node
   raise TrainerSweepError("node is not on PATH: the page's loop runs in Node 20 (apt-get install nodejs)")
 
-def sweep(candidates:dict, seeds:list[str], results:dict, save, cache:Path) -> dict:
-  """Every run of `candidates` x `seeds` not yet in `results`, one at a time; save(results) as each finishes."""
+def sweep(candidates:dict, seeds:list[str], results:dict, save, cache:Path, only:str|None=None) -> dict:
+  """Every run of `candidates` x `seeds` not yet in `results` (of one model or candidate, if `only` names it), one at a
+  time; save(results) as each finishes."""
   todo = [(m, name, net, e, lr, s) for m, rows in candidates.items() for name, net, runs, _ in rows for e, lr in runs for s in seeds
-          if run_key(m, net, e, lr, s) not in results]
+          if run_key(m, net, e, lr, s) not in results and only in (None, m, name)]
   print(f"{len(todo)} page-trainer runs to do, {len(results)} already done", flush=True)
   if todo: _node()   # before any export: they take minutes
   for i, (m, name, net, e, lr, s) in enumerate(todo):
