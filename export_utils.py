@@ -62,7 +62,7 @@ def export_model(model, name:str, out_dir:str|os.PathLike="webapp", label:str|No
   files = {"plan": _json(plan), "weights": weights, **files, **({"report": _json(report)} if report is not None else {})}
   meta = {"name": name, **(metadata or {}), **({"test_accuracy": report["accuracy"]} if report is not None else {}),
           "params": (metadata or {}).get("params", sum(int(np.prod(v.shape)) for v in state.values())),
-          "weights_dtype": stored_as, "tinygrad_version": _version(), **input_contract(),
+          "weights_as": weights_dtype, "weights_dtype": stored_as, "tinygrad_version": _version(), **input_contract(),
           "finetune": about["train"], "fit": about["fit"] and {k: v for k, v in about["fit"].items() if k != "init"},
           "taps": [{k: t[k] for k in ("name", "shape", "weight")} for t in plan["taps"]],
           "kernels": len(plan["webgpu"]["kernels"]), "dispatches": len(plan["webgpu"]["dispatches"]["forward"]), "backends": ["webgpu", "wasm"], "wasm_modules": modules,

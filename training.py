@@ -338,6 +338,8 @@ def _run(name:str, label:str, build_model, model_knobs, train_defaults:dict, des
   report = test_report(predict(model, X_test), Y_test.numpy(), X_test.numpy())
   print(f"test accuracy: {report['accuracy']:.2f}% on all {X_test.shape[0]} test images")
   shipped = as_shipped(name, model, run["weights_dtype"], report, X_test, Y_test)
+  if run["load"] and (trained := exported_accuracy_before_rounding(run["load"])) is not None:
+    shipped["test_accuracy_float32"] = trained   # weights loaded from an export were rounded already: before that, they read this
   if run["export"]: export_run(name, label, model, cfg, run, report, shipped, n_params, describe, training_info, X_train)
   result = {"name": name, "test_accuracy": report["accuracy"], "params": n_params, "device": Device.DEFAULT, "config": cfg,
             "confusion": report["confusion"], "shipped": shipped, **history}
@@ -372,6 +374,12 @@ def export_run(name:str, label:str, model, cfg:dict, run:dict, report:dict, ship
                         metadata={**precision, "architecture": describe(cfg["model"]), "params": n_params, "config": cfg, "training": training_info})
   print(f"exported to {folder}/" + (f" (it replaced a model of {before:.2f}%, this one {report['accuracy']:.2f}%" +
                                     ("; lower" if report["accuracy"] < before else "") + ")" if before is not None else ""))
+
+def exported_accuracy_before_rounding(path:str) -> float|None:
+  """The accuracy an export's weights had before they were rounded to how it stores them, from its metadata (None if
+  `path` is not an export's weights file)."""
+  try: return float(json.loads(Path(path).with_suffix(".json").read_text())["test_accuracy_float32"])
+  except (OSError, ValueError, KeyError, TypeError): return None
 
 def previous_accuracy(folder:Path) -> float|None:
   """The test accuracy of the model an export is about to replace, from its metadata (None if there is none)."""

@@ -127,7 +127,7 @@ def test_the_c_kernels_compile_to_webassembly_that_computes_the_model(quick_expo
 def test_weights_are_shipped_as_float16_and_the_metadata_measures_exactly_those(quick_exports):
   for name, (folder, metrics) in quick_exports.items():
     meta = json.loads((folder / f"{name}.json").read_text())
-    assert meta["weights_dtype"] == ["float16"] and meta["test_accuracy"] == metrics["test_accuracy"]
+    assert meta["weights_dtype"] == ["float16"] and meta["weights_as"] == "float16" and meta["test_accuracy"] == metrics["test_accuracy"]
     assert "test_accuracy_float32" in meta                                 # what rounding cost, for the record
     assert meta["files"]["weights"]["bytes"] < 0.55 * 4 * meta["params"]
 
@@ -228,9 +228,20 @@ def test_a_re_export_takes_the_recorded_schedules_and_rebuilds_the_same_webassem
   shipped = ROOT / "webapp" / "mnist_mlp"
   model, meta = build_model(shipped)
   recorded = json.loads((shipped / meta["wasm_schedules"]).read_text())
-  dtype = "int8" if "int8" in meta["weights_dtype"] else "float16"     # (the metadata lists what the file stores)
+  dtype = meta["weights_as"]
   folder = export_utils.export_model(model, "mnist_mlp", tmp_path, weights_dtype=dtype, wasm_beam=meta["wasm_beam"], wasm_schedules=recorded)
   for f in ("mnist_mlp.wasm", "mnist_mlp.extras.wasm", "mnist_mlp.safetensors"):
     assert (folder / f).read_bytes() == (shipped / f).read_bytes(), f
   assert json.loads((folder / "mnist_mlp.schedules.json").read_text()) == recorded
   assert any(v["reassociate"] for v in recorded["reassociate"].values())
+
+def test_a_re_export_of_exported_weights_keeps_their_accuracy_before_rounding(tmp_path):
+  """LOAD= an export's int8 weights: they were rounded already, so what they read before rounding comes from the export
+  they came from (measuring it again would give the rounded accuracy), and a file with no export beside it has none."""
+  import training
+  (tmp_path / "m.safetensors").write_bytes(b"")
+  (tmp_path / "m.json").write_text(json.dumps({"test_accuracy_float32": 99.6, "test_accuracy": 99.61}))
+  assert training.exported_accuracy_before_rounding(str(tmp_path / "m.safetensors")) == 99.6
+  assert training.exported_accuracy_before_rounding(str(tmp_path / "other.safetensors")) is None
+  for entry in json.loads((ROOT / "webapp" / "models.json").read_text())["models"]:   # every shipped model says how it was stored
+    assert entry["meta"]["weights_as"] in entry["meta"]["weights_dtype"], entry["name"]
