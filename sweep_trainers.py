@@ -23,7 +23,7 @@ NOT_THE_NETWORK = ("STEPS", "LR", "EVAL_EVERY")       # env vars that change no 
 # name, the network (env vars on top of EXPORT_BASE), the (epochs, learning rate) the page's loop trains it at, why
 CANDIDATES = {
   "mnist_mlp": [
-    ("256 batch 64", {"WIDTH": "256", "DEPTH": "1", "BS": "64"}, [(3, 0.004)], "one hidden layer, the page's first trainer"),
+    ("256 batch 64", {"WIDTH": "256", "DEPTH": "1", "BS": "64"}, [(3, 0.004)], "the previous trainer's network and batch"),
     ("256 batch 128", {"WIDTH": "256", "DEPTH": "1", "BS": "128"}, [(2.5, 0.005), (2.5, 0.006), (2.5, 0.008), (2.75, 0.005), (3, 0.005), (3, 0.006)],
      "half the steps for the same epochs; splits better over two threads"),
     ("192 batch 128", {"WIDTH": "192", "DEPTH": "1", "BS": "128"}, [(3, 0.006), (3, 0.008)], "three quarters of the width"),
