@@ -167,7 +167,7 @@ def test_committed_models_accuracy_recomputed_with_tinygrad(mnist_test_set, ship
 
 def test_the_quick_trainer_sweep_exports_trains_in_the_pages_loop_and_reports(tmp_path):
   """`sweep.py --quick --trainers`: a toy trainer exported by the real script, trained by the page's loop in Node, kept in
-  trainers.json with what it ran, shown in the report with the rule's choice; a rerun runs nothing."""
+  trainers.json with what it ran, shown in the report with the rule's choice; a rerun runs and saves nothing."""
   args = ["--quick", "--trainers", "--results", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "H.md")]
   proc = _sweep(*args)
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -179,8 +179,9 @@ def test_the_quick_trainer_sweep_exports_trains_in_the_pages_loop_and_reports(tm
   assert json.loads((tmp_path / "trainer_exports" / "mnist_mlp-32-batch-64" / "export.json").read_text())["WIDTH"] == "32"
   report = (tmp_path / "H.md").read_text()
   assert f"By it: **{name}**" in report and "WIDTH=32 DEPTH=1 BS=64 LR=0.01 python3 mnist_mlp.py" in report
-  again = _sweep(*args)
-  assert again.returncode == 0 and "0 page-trainer runs to do" in again.stdout
+  results = json.loads((tmp_path / "trainers.json").read_text())   # a rerun: nothing to do, nothing saved, no Node asked for
+  again = sweep_trainers.sweep(sweep_trainers.QUICK, ["1"], results, lambda r: pytest.fail("a rerun saved results"), tmp_path / "trainer_exports")
+  assert again == results
 
 def test_the_trainer_sweep_without_node_is_one_line(tmp_path):
   bare = tmp_path / "bin"
