@@ -150,12 +150,11 @@ def with_seeds(configs:dict, comparisons:dict, seeds:list[str]) -> dict:
 
 results_failed: list[str] = []   # the runs of this sweep that failed on their own: the exit code says so
 
-def sweep(configs:dict, quick:bool, results_path:Path, only:str|None, checkpoints:Path|None=None, **cluster) -> dict:
-  """Every run of `configs` not yet in the results file, on Ray; each result saved as it returns. `cluster`: address,
-  gpus_per_run, cpus_per_run, cap (see sweep_cluster.run_all)."""
+def sweep(configs:dict, quick:bool, results:dict, results_path:Path, only:str|None, checkpoints:Path|None=None, **cluster) -> dict:
+  """Every run of `configs` not yet in `results` (read from `results_path`), on Ray; each result added and saved there
+  as it returns. `cluster`: address, gpus_per_run, cpus_per_run, cap (see sweep_cluster.run_all)."""
   from sweep_cluster import run_all
   from tinygrad.helpers import tqdm
-  results = load_results(results_path)
   todo = [(m, name, run_env(m, o, quick)) for m, rows in configs.items() for name, o, _ in rows if only in (None, m, name)]
   todo = [(m, name, env) for m, name, env in todo if run_key(m, env) not in results]
   todo.sort(key=lambda r: -int(r[2]["STEPS"]) * (4 if r[0] == "mnist_convnet" else 1))   # longest first: the tail finishes sooner
@@ -221,7 +220,7 @@ def main():
     except sweep_trainers.TrainerSweepError as e: sys.exit(f"error: {e}")
     except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {trainers_path}, and a rerun does the rest")
   elif not args.report:
-    try: results = sweep(with_seeds(configs, comparisons, seeds), args.quick, results_path, args.only, args.checkpoints, address=args.address,
+    try: results = sweep(with_seeds(configs, comparisons, seeds), args.quick, results, results_path, args.only, args.checkpoints, address=args.address,
                          gpus_per_run=args.gpus_per_run, cpus_per_run=args.cpus_per_run, cap=args.jobs)
     except SweepError as e: sys.exit(f"error: {e}")
     except KeyboardInterrupt: sys.exit(f"\nerror: interrupted; the finished runs are in {results_path}, and a rerun does the rest")

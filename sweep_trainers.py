@@ -11,7 +11,7 @@ import json, math, os, shutil, subprocess, sys, tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-SCRIPTS = {"mnist_mlp": "mnist_mlp.py", "mnist_convnet": "mnist_convnet.py"}
+script = lambda model: f"{model}.py"                   # each model's training script is named after it (sweep.SCRIPTS)
 
 THREADS = 2                                            # the page's Workers on the reference machine (2 cores, no GPU)
 SEEDS = ["1", "2", "3"]                                # the page's seed: its initialisation and the order of the digits
@@ -50,7 +50,7 @@ def shipped_steps(epochs:float, batch:int) -> int:
 def command(model:str, network:dict, epochs:float, lr:float) -> str:
   """The command that exports a choice as the page ships it (its epochs and rate as the panel's defaults)."""
   env = {**EXPORT_BASE, **network, "STEPS": str(shipped_steps(epochs, int(network["BS"]))), "LR": f"{lr:g}"}
-  return " ".join(f"{k}={v}" for k, v in env.items() if k != "EVAL_EVERY") + f" python3 {SCRIPTS[model]}"
+  return " ".join(f"{k}={v}" for k, v in env.items() if k != "EVAL_EVERY") + f" python3 {script(model)}"
 
 def export(model:str, name:str, network:dict, cache:Path) -> Path:
   """The candidate's trainer export (a folder holding <model>_trainer/), made once: its env is recorded beside it, and a
@@ -63,7 +63,7 @@ def export(model:str, name:str, network:dict, cache:Path) -> Path:
   except (OSError, ValueError): pass
   shutil.rmtree(folder, ignore_errors=True)
   print(f"exporting {model} '{name}' (TRAINER=1; WASM_BEAM={env['WASM_BEAM']} searches kernels: minutes)", flush=True)
-  proc = subprocess.run([sys.executable, SCRIPTS[model]], cwd=ROOT, env={**os.environ, **env, "OUT": str(folder)}, capture_output=True, text=True)
+  proc = subprocess.run([sys.executable, script(model)], cwd=ROOT, env={**os.environ, **env, "OUT": str(folder)}, capture_output=True, text=True)
   if proc.returncode != 0:
     raise TrainerSweepError(f"exporting {model} '{name}' failed (exit {proc.returncode}): {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
   (folder / "export.json").write_text(json.dumps(record) + "\n")

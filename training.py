@@ -375,13 +375,15 @@ def export_run(name:str, label:str, model, cfg:dict, run:dict, report:dict, ship
   print(f"exported to {folder}/" + (f" (it replaced a model of {before:.2f}%, this one {report['accuracy']:.2f}%" +
                                     ("; lower" if report["accuracy"] < before else "") + ")" if before is not None else ""))
 
+def _accuracy_in_metadata(metadata:Path, key:str) -> float|None:
+  try: return float(json.loads(metadata.read_text())[key])
+  except (OSError, ValueError, KeyError, TypeError): return None
+
 def exported_accuracy_before_rounding(path:str) -> float|None:
   """The accuracy an export's weights had before they were rounded to how it stores them, from its metadata (None if
   `path` is not an export's weights file)."""
-  try: return float(json.loads(Path(path).with_suffix(".json").read_text())["test_accuracy_float32"])
-  except (OSError, ValueError, KeyError, TypeError): return None
+  return _accuracy_in_metadata(Path(path).with_suffix(".json"), "test_accuracy_float32")
 
 def previous_accuracy(folder:Path) -> float|None:
   """The test accuracy of the model an export is about to replace, from its metadata (None if there is none)."""
-  try: return float(json.loads((folder / f"{folder.name}.json").read_text())["test_accuracy"])
-  except (OSError, ValueError, KeyError, TypeError): return None
+  return _accuracy_in_metadata(folder / f"{folder.name}.json", "test_accuracy")
